@@ -1,0 +1,5 @@
+"""`python -m runstream.cli`."""
+
+from runstream.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Persist, export and watchdog services."""

@@ -1,0 +1,81 @@
+"""The process around a run: exit, uncaught exceptions, SIGTERM and fork.
+
+- At exit, a run not yet ended is marked completed, then flushed (its shipper is a daemon thread).
+- An uncaught exception marks it failed with the traceback; KeyboardInterrupt marks it canceled.
+- SIGTERM (when the host left the default handler in place) marks it canceled after a flush, then
+  lets the default action terminate the process.
+- In a forked child the run starts a new producer session (new producer_id and spool folder), so
+  the child's events never collide with the parent's; a child never ends the run on exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+import weakref
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runstream.producer._run import Run
+
+EXIT_TIMEOUT = 10.0
+_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+_installed = False
+
+
+def watch_process(run: Run) -> None:
+    """Tie `run` to this process's exit, uncaught exceptions, SIGTERM and forks."""
+    global _installed  # noqa: PLW0603 - process-wide hooks are installed once
+    _runs.add(run)
+    if _installed:
+        return
+    _installed = True
+    atexit.register(_at_exit)
+    previous = sys.excepthook
+
+    def excepthook(
+        kind: type[BaseException], error: BaseException, tb: TracebackType | None
+    ) -> None:
+        _end_all(error)
+        previous(kind, error, tb)
+
+    sys.excepthook = excepthook
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _end_all(error: BaseException | None) -> None:
+    for run in list(_runs):
+        if run.finished is not None or run.forked_child:
+            continue
+        if error is None:
+            run.complete(EXIT_TIMEOUT)
+        elif isinstance(error, KeyboardInterrupt):
+            run.cancel("interrupted (SIGINT)", EXIT_TIMEOUT)
+        else:
+            run.fail(error, timeout=EXIT_TIMEOUT)
+
+
+def _at_exit() -> None:
+    _end_all(None)
+    for run in list(_runs):
+        run.close(EXIT_TIMEOUT)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    for run in list(_runs):
+        if run.finished is None and not run.forked_child:
+            run.cancel("terminated (SIGTERM)", EXIT_TIMEOUT)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _after_fork_in_child() -> None:
+    for run in list(_runs):
+        run.restart_after_fork()

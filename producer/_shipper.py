@@ -1,0 +1,324 @@
+"""The background half of the producer: one daemon thread with its own asyncio loop.
+
+Callers hand it encoded frames (`submit`, microseconds, no I/O). Once per flush interval the loop
+moves them to the write-ahead spool on disk (append + fsync), then sends the spool to Kafka in order
+and deletes what Kafka acknowledged. When the broker is away the spool grows on disk (up to
+`spool_max_bytes`; beyond that new events are dropped, counted and logged) and drains in order when
+it returns. Spools of dead sessions found in the same directory are delivered too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+
+from runstream._config import ProducerConfig
+from runstream._errors import ClosedError, TransportError
+from runstream.producer._problems import ProblemReporter
+from runstream.producer._spool import (
+    Frame,
+    SegmentWriter,
+    SpoolFolder,
+    SpoolReader,
+    orphaned_folders,
+)
+
+_BACKOFF_MAX = 5.0
+_PARTITIONER = DefaultPartitioner()
+
+
+@dataclass(frozen=True, slots=True)
+class CloseReport:
+    """What `close()` achieved: everything delivered, or how much waits on disk and where."""
+
+    delivered: bool
+    remaining: int
+    spool_path: str
+
+
+class Shipper:
+    """Moves frames from the caller to the spool and from the spool to Kafka."""
+
+    def __init__(
+        self,
+        config: ProducerConfig,
+        problems: ProblemReporter,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.problems = problems
+        self.producer_id = str(uuid.uuid4())
+        self.folder = SpoolFolder(config.spool_dir / self.producer_id)
+        if not self.folder.try_lock():
+            raise TransportError(f"spool {self.folder.path} is locked", retriable=False)
+        self._writer = SegmentWriter(self.folder, config.segment_bytes)
+        self._reader = SpoolReader(self.folder)
+        self._pending: deque[Frame] = deque()
+        self._disk_lock = threading.Lock()
+        self._counter = itertools.count(1)
+        self.submitted = 0
+        self.written = 0
+        self.acked = 0
+        self.dropped = 0
+        self._settled = threading.Condition()
+        self._on_tick = on_tick
+        self._closing = False
+        self._loop = asyncio.new_event_loop()
+        self._wake = asyncio.Event()
+        self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, name="runstream-shipper", daemon=True)
+        self._thread.start()
+
+    # -- caller side -------------------------------------------------------------------------
+
+    def submit(self, key: bytes, value: bytes) -> None:
+        """Hand over one encoded event. Never blocks on the network."""
+        if self._closing:
+            raise ClosedError("this run's producer is closed")
+        self._pending.append((key, value))
+        self.submitted = next(self._counter)
+        if len(self._pending) > self.config.memory_events:
+            self._spill()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every event submitted so far is acknowledged by Kafka (or dropped)."""
+        self._refuse_on_loop_thread("flush")
+        target = self.submitted
+        self._poke()
+        deadline = time.monotonic() + timeout
+        with self._settled:
+            while self.acked + self.dropped < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._done.done():
+                    return False
+                self._settled.wait(min(left, 0.1))
+        return True
+
+    def close(self, timeout: float) -> CloseReport:
+        """Deliver what can be delivered within `timeout`, stop the thread, report what is left."""
+        self._refuse_on_loop_thread("close")
+        if not self._closing:
+            self._closing = True
+            self.flush(timeout)
+            self._loop.call_soon_threadsafe(self._finish)
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            self._done.result(timeout=max(timeout, 1.0))
+        remaining = self.written - self.acked
+        return CloseReport(remaining == 0, remaining, str(self.folder.path))
+
+    def _refuse_on_loop_thread(self, what: str) -> None:
+        if threading.current_thread() is self._thread:
+            raise RuntimeError(f"{what}() would deadlock on runstream's own loop thread")
+
+    def _poke(self) -> None:
+        if not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _spill(self) -> None:
+        """Memory is full: move pending frames to disk now (the only disk write a caller does)."""
+        with self._disk_lock:
+            self._drain_to_disk()
+
+    # -- loop side ---------------------------------------------------------------------------
+
+    def _drain_to_disk(self) -> None:
+        frames = []
+        while self._pending:
+            frames.append(self._pending.popleft())
+        if not frames:
+            return
+        room = self.config.spool_max_bytes - self._disk_bytes()
+        if room <= 0:
+            self.dropped += len(frames)
+            error = TransportError("spool is full", retriable=True)
+            self.problems.report("spool_full", error, f"dropped {len(frames)} events")
+            return
+        try:
+            self._writer.append(frames)
+            self._writer.sync()
+        except OSError as exc:
+            self.dropped += len(frames)
+            self.problems.report("spool_write", exc, f"dropped {len(frames)} events")
+            return
+        self.written += len(frames)
+
+    def _disk_bytes(self) -> int:
+        return self.folder.size()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._main())
+        except BaseException as exc:
+            self.problems.report("shipper_crashed", exc, "runstream shipper stopped")
+        finally:
+            self._loop.close()
+            self._done.set_result(None)
+            with self._settled:
+                self._settled.notify_all()
+
+    async def _main(self) -> None:
+        sender = _KafkaSender(self.config, self.problems)
+        orphans = asyncio.create_task(self._deliver_orphans(sender))
+        last_tick = time.monotonic()
+        try:
+            while True:
+                with self._disk_lock:
+                    self._drain_to_disk()
+                await self._send_own(sender)
+                if self._closing and self._finishing:
+                    break
+                if self._on_tick and time.monotonic() - last_tick >= self.config.heartbeat_interval:
+                    last_tick = time.monotonic()
+                    self._on_tick()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.config.flush_interval)
+        finally:
+            orphans.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await orphans
+            await sender.stop()
+            self._writer.close()
+            if self.written == self.acked:
+                self.folder.remove()
+
+    _finishing = False
+
+    def _finish(self) -> None:
+        self._finishing = True
+        self._wake.set()
+
+    async def _send_own(self, sender: _KafkaSender) -> None:
+        while self.acked < self.written and not self._finishing:
+            frames = self._reader.next_batch(self._writer.segment)
+            if not frames or not await sender.send(frames):
+                return
+            self._reader.commit()
+            with self._settled:
+                self.acked += len(frames)
+                self._settled.notify_all()
+
+    async def _deliver_orphans(self, sender: _KafkaSender) -> None:
+        for folder in orphaned_folders(self.config.spool_dir, own=self.folder.path):
+            await deliver_folder(folder, sender)
+
+
+async def deliver_folder(folder: SpoolFolder, sender: _KafkaSender) -> int:
+    """Send every frame of a dead session's folder, then delete it. Returns frames sent."""
+    reader = SpoolReader(folder)
+    sent = 0
+    while frames := reader.next_batch(None):
+        delivered = await sender.send(frames)
+        while not delivered:
+            await asyncio.sleep(0.5)
+            delivered = await sender.send(frames)
+        reader.commit()
+        sent += len(frames)
+    folder.remove()
+    return sent
+
+
+class _KafkaSender:
+    """An aiokafka producer that (re)connects with backoff; every call bounded by a timeout."""
+
+    def __init__(self, config: ProducerConfig, problems: ProblemReporter) -> None:
+        self.config = config
+        self.problems = problems
+        self._producer: AIOKafkaProducer | None = None
+        self._backoff = 0.1
+        self._next_try = 0.0
+        self._partition_of: dict[bytes, int] = {}
+
+    async def _connected(self) -> AIOKafkaProducer | None:
+        if self._producer is not None:
+            return self._producer
+        if time.monotonic() < self._next_try:
+            return None
+        producer = AIOKafkaProducer(
+            **self.config.kafka.client_options(),
+            acks="all",
+            enable_idempotence=True,
+            compression_type="lz4",
+            linger_ms=5,
+            max_batch_size=1000 * 1024,
+            request_timeout_ms=int(self.config.send_timeout * 1000),
+        )
+        try:
+            await asyncio.wait_for(producer.start(), self.config.send_timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await self._discard(producer)
+            self._failed(exc, "cannot reach Kafka; events wait in the spool")
+            return None
+        self._producer = producer
+        self._backoff = 0.1
+        return producer
+
+    async def send(self, frames: list[Frame]) -> bool:
+        """Send frames in order and wait for every acknowledgement; False means retry later."""
+        producer = await self._connected()
+        if producer is None:
+            return False
+        try:
+            async with asyncio.timeout(self.config.send_timeout):
+                await asyncio.gather(*await self._send_batches(producer, frames))
+        except (KafkaError, OSError, TimeoutError) as exc:
+            self._producer = None
+            await self._discard(producer)
+            self._failed(exc, "sending to Kafka failed; events wait in the spool")
+            return False
+        return True
+
+    async def _send_batches(
+        self, producer: AIOKafkaProducer, frames: list[Frame]
+    ) -> list[asyncio.Future[object]]:
+        """Frames grouped into record batches per partition (key order kept within a partition)."""
+        topic = self.config.kafka.topic
+        partitions = sorted(await producer.partitions_for(topic))
+        by_partition: dict[int, list[Frame]] = {}
+        for key, value in frames:
+            partition = self._partition_of.get(key)
+            if partition is None or partition >= len(partitions):
+                partition = _PARTITIONER(key, partitions, partitions)
+                self._partition_of[key] = partition
+            by_partition.setdefault(partition, []).append((key, value))
+        futures = []
+        for partition, items in by_partition.items():
+            batch = producer.create_batch()
+            for key, value in items:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        error = TransportError(f"event of {len(value)} bytes", retriable=False)
+                        self.problems.report("oversize", error, "event larger than a batch dropped")
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures
+
+    def _failed(self, exc: BaseException, message: str) -> None:
+        self.problems.report("kafka", exc, message)
+        self._next_try = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+
+    async def _discard(self, producer: AIOKafkaProducer) -> None:
+        with contextlib.suppress(KafkaError, OSError, TimeoutError):
+            await asyncio.wait_for(producer.stop(), 2.0)
+
+    async def stop(self) -> None:
+        """Stop the producer within a bounded time."""
+        if self._producer is not None:
+            await self._discard(self._producer)
+            self._producer = None

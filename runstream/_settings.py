@@ -1,0 +1,94 @@
+"""Every environment variable runstream reads, declared in one place (prefix `RUNSTREAM_`).
+
+Only entry points (the CLI, the services, `get_run()`) call `Settings()`; library code takes the
+frozen config objects built here. Defaults point at the local stack (`runstream stack up`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runstream._config import DatabaseConfig, KafkaConfig, ProducerConfig
+
+_LOCAL_WRITER = "postgresql://runstream_writer:runstream-writer-local@127.0.0.1:15432/runstream"
+_LOCAL_READER = "postgresql://runstream_reader:runstream-reader-local@127.0.0.1:15432/runstream"
+
+
+class Settings(BaseSettings):
+    """runstream's settings, read from `RUNSTREAM_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNSTREAM_", frozen=True, extra="ignore")
+
+    # Kafka
+    bootstrap_servers: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers")
+    topic: str = Field("runstream.events", description="Topic the events travel on")
+    dlq_topic: str = Field("runstream.events.dlq", description="Dead-letter topic")
+    kafka_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_SSL…")
+    kafka_sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256/512")
+    kafka_sasl_username: str | None = Field(None, description="SASL user")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password")
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle for Kafka TLS")
+    kafka_ssl_certfile: str | None = Field(None, description="Client certificate for Kafka TLS")
+    kafka_ssl_keyfile: str | None = Field(None, description="Client key for Kafka TLS")
+    # PostgreSQL
+    database_url: SecretStr = Field(SecretStr(_LOCAL_WRITER), description="Writer role URL")
+    database_read_url: SecretStr = Field(SecretStr(_LOCAL_READER), description="Read-only URL")
+    # Training side
+    experiment: str = Field("default", description="Experiment of runs started without one")
+    run_id: str | None = Field(None, description="Run every process (and rank) joins")
+    run_name: str | None = Field(None, description="Display name of the run")
+    spool_dir: Path = Field(Path.home() / ".runstream" / "spool", description="Write-ahead spool")
+    flush_interval: float = Field(0.1, description="Seconds between spool flushes (≤ 1)")
+    heartbeat_interval: float = Field(10.0, description="Seconds between heartbeats")
+    # Watchdog
+    stall_after: float = Field(300.0, description="Seconds without progress before `stalled`")
+    lost_after: float = Field(60.0, description="Seconds without heartbeat before `lost`")
+    straggler_steps: int = Field(100, description="Steps behind the leading rank for a straggler")
+    # Services
+    exporter_address: str = Field("127.0.0.1:19100", description="Bind address of /metrics")
+    finished_run_ttl: float = Field(600.0, description="Seconds a finished run stays on /metrics")
+    # Local stack
+    stack_dir: Path = Field(Path(".stack"), description="State folder of the local stack")
+    stack_kafka_port: int = Field(19092, description="Local stack: Kafka client port")
+    stack_kafka_controller_port: int = Field(19093, description="Local stack: KRaft controller")
+    stack_postgres_port: int = Field(15432, description="Local stack: PostgreSQL port")
+    stack_prometheus_port: int = Field(19090, description="Local stack: Prometheus port")
+    stack_alertmanager_port: int = Field(19095, description="Local stack: Alertmanager port")
+    persist_health_address: str = Field("127.0.0.1:19101", description="Persist /metrics bind")
+    watchdog_health_address: str = Field("127.0.0.1:19102", description="Watchdog /metrics bind")
+    prometheus_url: str = Field("http://127.0.0.1:19090", description="Prometheus HTTP API")
+    alertmanager_url: str = Field("http://127.0.0.1:19095", description="Alertmanager HTTP API")
+    database_admin_url: SecretStr | None = Field(None, description="Admin URL (local stack, tests)")
+
+    def kafka(self) -> KafkaConfig:
+        """The Kafka part as a frozen config."""
+        password = self.kafka_sasl_password
+        return KafkaConfig(
+            bootstrap_servers=self.bootstrap_servers,
+            topic=self.topic,
+            dlq_topic=self.dlq_topic,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=password.get_secret_value() if password else None,
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+        )
+
+    def producer(self) -> ProducerConfig:
+        """The training side's config."""
+        return ProducerConfig(
+            kafka=self.kafka(),
+            spool_dir=self.spool_dir,
+            flush_interval=self.flush_interval,
+            heartbeat_interval=self.heartbeat_interval,
+        )
+
+    def database(self, *, read_only: bool = False) -> DatabaseConfig:
+        """The writer's (services) or the reader's (queries) database config."""
+        url = self.database_read_url if read_only else self.database_url
+        return DatabaseConfig(url=url.get_secret_value())

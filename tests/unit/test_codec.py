@@ -1,0 +1,196 @@
+"""The codec: every body round-trips; bad bytes become dead-letter reasons, never crashes."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import uuid
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import fastavro
+import pytest
+
+from runstream import DecodeError
+from runstream.schemas import (
+    EventCodec,
+    default_codec,
+    kinds,
+    released_schema_files,
+    schema_fingerprint,
+)
+from runstream.schemas._fast import MetricsWriter
+
+PRODUCER = str(uuid.uuid4())
+
+BODIES: dict[str, dict[str, Any]] = {
+    kinds.RUN_STARTED: {
+        "name": "baseline",
+        "params": {"lr": "0.01"},
+        "tags": {"team": "vision"},
+        "host": "node-1",
+        "pid": 4242,
+        "command": "python train.py",
+        "git_commit": "abc123",
+    },
+    kinds.METRICS: {
+        "step": 7,
+        "values": [{"name": "loss", "value": 0.25}, {"name": "acc", "value": 0.9}],
+    },
+    kinds.PARAMS: {"params": {"batch_size": "64"}},
+    kinds.TAGS: {"tags": {"stage": "dev"}},
+    kinds.TEXT: {"step": 0, "name": "note", "value": "warming up"},
+    kinds.TABLE_ROW: {
+        "table": "fits",
+        "columns": {"alpha": 0.5, "mse": 3.25, "n": 10, "ok": True, "tag": "x", "gap": None},
+    },
+    kinds.FILE: {
+        "name": "curve.png",
+        "media_type": "image/png",
+        "step": 3,
+        "data": b"\x89PNG\r\n\x1a\n...",
+    },
+    kinds.LOG_RECORD: {"level": "INFO", "logger": "train", "message": "epoch 1 done"},
+    kinds.HEARTBEAT: {"step": 12, "progress": True, "expect_next_in": 30.0},
+    kinds.STATUS: {"state": "failed", "reason": "OOM", "exit_code": 137, "source": "launcher"},
+    kinds.RANK_FINISHED: {"state": "completed", "reason": None, "exit_code": 0},
+    kinds.RANK_STRAGGLING: {"straggling": True, "step": 10, "leader_step": 500},
+}
+
+
+def make_event(kind: str, body: dict[str, Any], **envelope: Any) -> dict[str, Any]:
+    event = {
+        "run_id": "run-1",
+        "experiment": "exp",
+        "rank": 1,
+        "world_size": 2,
+        "producer_id": PRODUCER,
+        "seq": 5,
+        "time": 1_700_000_000_123_456,
+        "body": (kind, body),
+    }
+    event.update(envelope)
+    return event
+
+
+def test_every_body_kind_is_covered() -> None:
+    assert set(BODIES) == set(kinds.BODY_KINDS)
+
+
+@pytest.mark.parametrize("kind", kinds.BODY_KINDS)
+def test_round_trip(kind: str) -> None:
+    codec = default_codec()
+    decoded = codec.decode(codec.encode(make_event(kind, BODIES[kind])))
+    assert decoded["body"] == (kind, BODIES[kind])
+    assert decoded["producer_id"] == uuid.UUID(PRODUCER)
+    assert decoded["time"] == datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
+    assert (decoded["run_id"], decoded["rank"], decoded["world_size"], decoded["seq"]) == (
+        "run-1",
+        1,
+        2,
+        5,
+    )
+
+
+def test_single_object_header() -> None:
+    data = default_codec().encode(make_event(kinds.TAGS, BODIES[kinds.TAGS]))
+    assert data[:2] == b"\xc3\x01"
+    assert data[2:10] == default_codec().header[2:]
+
+
+@pytest.mark.parametrize("schema_file", released_schema_files())
+def test_samples_of_every_released_schema_decode(schema_file: str) -> None:
+    text = resources.files("runstream.schemas").joinpath("avro", schema_file).read_text()
+    old = fastavro.parse_schema(json.loads(text))
+    for kind, body in BODIES.items():
+        out = io.BytesIO()
+        out.write(b"\xc3\x01" + schema_fingerprint(old))
+        fastavro.schemaless_writer(out, old, make_event(kind, body))
+        assert default_codec().decode(out.getvalue())["body"][0] == kind
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "bad_magic"),
+        (b"garbage that is not avro at all", "bad_magic"),
+        (b"\xc3\x01" + b"\x00" * 8 + b"\x02", "unknown_fingerprint"),
+    ],
+)
+def test_bad_frames(data: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        default_codec().decode(data)
+    assert caught.value.reason == reason
+
+
+def test_truncated_and_trailing() -> None:
+    codec = default_codec()
+    good = codec.encode(make_event(kinds.METRICS, BODIES[kinds.METRICS]))
+    with pytest.raises(DecodeError) as truncated:
+        codec.decode(good[:-5])
+    assert truncated.value.reason == "truncated"
+    with pytest.raises(DecodeError) as trailing:
+        codec.decode(good + b"junk")
+    assert trailing.value.reason == "trailing_bytes"
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "envelope", "reason"),
+    [
+        (kinds.METRICS, {"step": -1, "values": []}, {}, "bad_step"),
+        (kinds.METRICS, {"step": 1, "values": [{"name": "x" * 300, "value": 1.0}]}, {}, "bad_name"),
+        (kinds.METRICS, {"step": 1, "values": [{"name": "a\nb", "value": 1.0}]}, {}, "bad_name"),
+        (
+            kinds.HEARTBEAT,
+            {"step": 1, "progress": True, "expect_next_in": float("nan")},
+            {},
+            "non_finite",
+        ),
+        (kinds.TAGS, {"tags": {}}, {"rank": 3, "world_size": 2}, "bad_identity"),
+        (kinds.TAGS, {"tags": {}}, {"run_id": "bad id/with slash"}, "bad_identity"),
+        (
+            kinds.FILE,
+            {"name": "big", "media_type": "x", "step": None, "data": b"0" * (600 * 1024)},
+            {},
+            "oversize",
+        ),
+    ],
+)
+def test_rule_breaches_are_reasons(
+    kind: str, body: dict[str, Any], envelope: dict[str, Any], reason: str
+) -> None:
+    codec = EventCodec()
+    data = codec.encode(make_event(kind, body, **envelope))
+    with pytest.raises(DecodeError) as caught:
+        codec.decode(data)
+    assert caught.value.reason == reason
+
+
+def test_nan_metric_values_are_kept() -> None:
+    codec = default_codec()
+    body = {
+        "step": 1,
+        "values": [{"name": "loss", "value": float("nan")}, {"name": "g", "value": float("inf")}],
+    }
+    values = codec.decode(codec.encode(make_event(kinds.METRICS, body)))["body"][1]["values"]
+    assert values[0]["value"] != values[0]["value"]
+    assert values[1]["value"] == float("inf")
+
+
+def test_fast_metrics_writer_matches_codec() -> None:
+    codec = default_codec()
+    writer = MetricsWriter(codec, "run-1", "exp", 1, 2, PRODUCER)
+    rng = random.Random(7)
+    times = [0, 1, 2**27, 2**28 - 1, 2**28, 1_700_000_000_123_456, 2**62]
+    for _ in range(3000):
+        seq, step = rng.randrange(2**40), rng.choice([0, 1, 63, 64, rng.randrange(2**62)])
+        time_us = rng.choice([*times, rng.randrange(2**62)])
+        values = [
+            (rng.choice(["loss", "acc", "é", "x" * 200]), rng.uniform(-1e9, 1e9))
+            for _ in range(rng.randrange(4))
+        ]
+        body = {"step": step, "values": [{"name": n, "value": v} for n, v in values]}
+        expected = codec.encode(make_event(kinds.METRICS, body, seq=seq, time=time_us))
+        assert writer.encode(seq, time_us, step, values) == expected

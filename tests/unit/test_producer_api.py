@@ -1,0 +1,109 @@
+"""The SDK's caller side: bad input fails where it was written and logs nothing partial.
+
+No broker is needed: events wait in the spool (the broker address points at a closed port).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runstream import ClosedError, ValidationError
+from runstream._config import KafkaConfig, ProducerConfig
+from runstream.producer import Run, RunContext
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[Run]:
+    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path)
+    handle = Run(RunContext(run_id="unit-run", experiment="unit"), config)
+    yield handle
+    handle.close(timeout=0.5)
+
+
+def submitted(run: Run) -> int:
+    run.flush(timeout=0.01)
+    return run._shipper.submitted
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("", 1.0),
+        ("x" * 251, 1.0),
+        ("loss\n", 1.0),
+        ("tab\tname", 1.0),
+        ("loss", object()),
+        ("loss", [1.0]),
+        ("loss", None),
+        ("loss", True),
+    ],
+)
+def test_bad_scalars_raise_and_log_nothing(run: Run, name: str, value: object) -> None:
+    before = submitted(run)
+    with pytest.raises(ValidationError):
+        run.log(name, value)
+    assert submitted(run) == before
+
+
+def test_bad_step_raises(run: Run) -> None:
+    with pytest.raises(ValidationError, match="step"):
+        run.log("loss", 1.0, step=-1)
+    with pytest.raises(ValidationError, match="step"):
+        run.log("loss", 1.0, step=1.5)  # type: ignore[arg-type]
+
+
+def test_log_metrics_is_all_or_nothing(run: Run) -> None:
+    before = submitted(run)
+    with pytest.raises(ValidationError):
+        run.log_metrics({"good": 1.0, "bad": "nope"})
+    assert submitted(run) == before
+
+
+def test_non_finite_values_are_accepted(run: Run) -> None:
+    before = submitted(run)
+    run.log("loss", float("nan"))
+    run.log("loss", float("inf"))
+    assert submitted(run) == before + 2
+
+
+def test_implicit_steps_count_per_name(run: Run) -> None:
+    run.log("a", 1.0)
+    run.log("a", 2.0)
+    run.log("b", 1.0)
+    run.log("a", 3.0, step=10)
+    run.log("a", 4.0)
+    assert run._steps == {"a": 12, "b": 1}
+
+
+def test_images_must_be_png(run: Run, tmp_path: Path) -> None:
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"GIF89a not a png")
+    with pytest.raises(ValidationError, match="PNG"):
+        run.log_image("fake", path=fake)
+
+
+def test_files_over_the_limit_are_refused(run: Run, tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"0" * (600 * 1024))
+    with pytest.raises(ValidationError, match="at most"):
+        run.upload_file("big", big)
+
+
+def test_table_columns_must_have_equal_lengths(run: Run) -> None:
+    with pytest.raises(ValidationError, match="equal length"):
+        run.log_table("t", {"a": [1, 2], "b": [1]})
+
+
+def test_calls_after_close_raise(run: Run) -> None:
+    run.close(timeout=0.5)
+    with pytest.raises(ClosedError):
+        run.log("loss", 1.0)
+
+
+def test_plot_without_savefig_is_refused(run: Run) -> None:
+    with pytest.raises(ValidationError, match="matplotlib"):
+        run.log_image("x", plot=io.BytesIO())
