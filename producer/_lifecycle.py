@@ -19,15 +19,17 @@ import weakref
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
+from runstream.producer._values import describe_error
+
 if TYPE_CHECKING:
-    from runstream.producer._run import Run
+    from runstream.producer._base import RunBase
 
 EXIT_TIMEOUT = 10.0
-_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+_runs: weakref.WeakSet[RunBase] = weakref.WeakSet()
 _installed = False
 
 
-def watch_process(run: Run) -> None:
+def watch_process(run: RunBase) -> None:
     """Tie `run` to this process's exit, uncaught exceptions, SIGTERM and forks."""
     global _installed  # noqa: PLW0603 - process-wide hooks are installed once
     _runs.add(run)
@@ -55,23 +57,23 @@ def _end_all(error: BaseException | None) -> None:
         if run.finished is not None or run.forked_child:
             continue
         if error is None:
-            run.complete(EXIT_TIMEOUT)
+            run.end("completed", None, None, EXIT_TIMEOUT)
         elif isinstance(error, KeyboardInterrupt):
-            run.cancel("interrupted (SIGINT)", EXIT_TIMEOUT)
+            run.end("canceled", "interrupted (SIGINT)", None, EXIT_TIMEOUT)
         else:
-            run.fail(error, timeout=EXIT_TIMEOUT)
+            run.end("failed", describe_error(error), None, EXIT_TIMEOUT)
 
 
 def _at_exit() -> None:
     _end_all(None)
     for run in list(_runs):
-        run.close(EXIT_TIMEOUT)
+        run.close_blocking(EXIT_TIMEOUT)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     for run in list(_runs):
         if run.finished is None and not run.forked_child:
-            run.cancel("terminated (SIGTERM)", EXIT_TIMEOUT)
+            run.end("canceled", "terminated (SIGTERM)", None, EXIT_TIMEOUT)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 

@@ -1,264 +1,24 @@
-"""`Run`: the training side's handle on one run, for one process (one rank).
+"""`Run`: one process's (one rank's) handle on a run, with blocking lifecycle calls.
 
-Every logging call validates and encodes in the caller's thread, hands the bytes to the shipper and
-returns; nothing here waits on the network. Only `flush`, `close` and the lifecycle calls that end
-the run (`complete`, `fail`, `cancel`) block, each bounded by its timeout.
+Logging calls never block (see `RunBase`). `flush`, `close`, `complete`, `fail` and `cancel` block,
+each bounded by its timeout.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import socket
-import sys
-import time
-import traceback
-from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any
 
-from runstream._config import ProducerConfig
-from runstream._errors import ClosedError, ValidationError
-from runstream.producer._context import RunContext
-from runstream.producer._problems import ErrorCallback, ProblemReporter
-from runstream.producer._shipper import CloseReport, Shipper
-from runstream.schemas import (
-    check_name,
-    check_seconds,
-    check_step,
-    check_string_map,
-    check_text,
-    check_value,
-    default_codec,
-    kinds,
-)
-from runstream.schemas._fast import MetricsWriter
-from runstream.schemas._rules import MESSAGE_MAX
-
-DEFAULT_TIMEOUT = 30.0
-Cell = None | bool | int | float | str
+from runstream.producer._base import DEFAULT_TIMEOUT, RunBase
+from runstream.producer._shipper import CloseReport
+from runstream.producer._values import describe_error
 
 
-class Run:
-    """One process's (one rank's) handle on a run. Build it with `start_run` or `get_run`."""
-
-    def __init__(
-        self,
-        context: RunContext,
-        config: ProducerConfig,
-        *,
-        params: Mapping[str, object] | None = None,
-        tags: Mapping[str, object] | None = None,
-        on_error: ErrorCallback | None = None,
-    ) -> None:
-        self.context = context
-        self.config = config
-        self.problems = ProblemReporter(on_error)
-        self._codec = default_codec()
-        self._key = context.run_id.encode()
-        self._steps: dict[str, int] = {}
-        self._names: set[str] = set()
-        self.max_step = -1
-        self.expect_next_in: float | None = None
-        self.finished: str | None = None
-        self.forked_child = False
-        run_params, run_tags = _strings("params", params), _strings("tags", tags)
-        self._start_session()
-        if context.rank == 0:
-            self._emit(kinds.RUN_STARTED, _run_started(context, run_params, run_tags))
-
-    def _start_session(self) -> None:
-        """A producer session: identity (producer_id, seq) and the shipper that owns the spool."""
-        self._shipper = Shipper(self.config, self.problems, on_tick=self._heartbeat)
-        self.producer_id = self._shipper.producer_id
-        self._seq = itertools.count()
-        c = self.context
-        self._metrics = MetricsWriter(
-            self._codec, c.run_id, c.experiment, c.rank, c.world_size, self.producer_id
-        )
-
-    def restart_after_fork(self) -> None:
-        """In a forked child: a new producer session, so identities never collide with the parent."""
-        self.forked_child = True
-        self._start_session()
-
-    # -- identity ------------------------------------------------------------------------------
-
-    @property
-    def run_id(self) -> str:
-        """The run's id (the Kafka key of its events)."""
-        return self.context.run_id
-
-    @property
-    def id(self) -> str:
-        """Azure's name for `run_id`."""
-        return self.context.run_id
-
-    @property
-    def experiment(self) -> str:
-        """The run's experiment."""
-        return self.context.experiment
-
-    @property
-    def rank(self) -> int:
-        """This process's rank (0 when not distributed)."""
-        return self.context.rank
-
-    # -- scalars ---------------------------------------------------------------------------------
-
-    def log(self, name: str, value: object, step: int | None = None) -> None:
-        """Log one value. Numbers are metrics; strings are text metrics (Azure `run.log`).
-
-        An omitted step continues this name's own count (0, 1, 2…), as repeated Azure logs do.
-        """
-        if isinstance(value, str):
-            self.log_text(name, value, step)
-            return
-        if name not in self._names:
-            self._new_name(name)
-        number = value if isinstance(value, float) else check_value(name, value)
-        step = self._step_for(name, step)
-        payload = self._metrics.encode(
-            next(self._seq), time.time_ns() // 1000, step, ((name, number),)
-        )
-        self._shipper.submit(self._key, payload)
-
-    def log_metrics(self, metrics: Mapping[str, object], step: int | None = None) -> None:
-        """Log several values at one step (MLflow `log_metrics`, W&B `log`); all or nothing."""
-        pairs = []
-        for name, value in metrics.items():
-            if name not in self._names:
-                self._new_name(name)
-            pairs.append((name, check_value(name, value)))
-        if step is None:
-            step = max((self._steps.get(name, 0) for name, _ in pairs), default=0)
-        else:
-            check_step(step)
-        for name, _ in pairs:
-            self._steps[name] = step + 1
-        self.max_step = max(self.max_step, step)
-        payload = self._metrics.encode(next(self._seq), time.time_ns() // 1000, step, pairs)
-        self._shipper.submit(self._key, payload)
-
-    def log_list(self, name: str, values: Iterable[object]) -> None:
-        """Log a list of values under one name, at consecutive steps (Azure `log_list`)."""
-        if name not in self._names:
-            self._new_name(name)
-        numbers = [check_value(name, v) for v in values]
-        for number in numbers:
-            self.log(name, number)
-
-    def log_text(self, name: str, value: str, step: int | None = None) -> None:
-        """Log a string metric."""
-        check_name("name", name)
-        check_text(name, value)
-        step = self._step_for(name, step)
-        self._emit(kinds.TEXT, {"step": step, "name": name, "value": value})
-
-    def _new_name(self, name: str) -> None:
-        check_name("name", name)
-        if len(self._names) < 100_000:
-            self._names.add(name)
-
-    def _step_for(self, name: str, step: int | None) -> int:
-        if step is None:
-            step = self._steps.get(name, 0)
-        else:
-            check_step(step)
-        self._steps[name] = step + 1
-        self.max_step = max(self.max_step, step)
-        return step
-
-    # -- tables, files, params, tags ---------------------------------------------------------
-
-    def log_row(self, table: str, **columns: Cell) -> None:
-        """Append one row to a table (Azure `log_row`)."""
-        self._emit(kinds.TABLE_ROW, {"table": check_name("table", table), "columns": _row(columns)})
-
-    def log_table(self, table: str, columns: Mapping[str, list[Cell]]) -> None:
-        """Log a whole table given as column name -> list of values (Azure `log_table`)."""
-        check_name("table", table)
-        lengths = {len(values) for values in columns.values()}
-        if len(lengths) > 1:
-            raise ValidationError(
-                table, sorted(lengths), "columns of equal length", rule="bad_value"
-            )
-        rows = [
-            _row(dict(zip(columns, cells, strict=True)))
-            for cells in zip(*columns.values(), strict=True)
-        ]
-        for row in rows:
-            self._emit(kinds.TABLE_ROW, {"table": table, "columns": row})
-
-    def log_image(
-        self,
-        name: str,
-        path: str | os.PathLike[str] | None = None,
-        plot: Any = None,
-        step: int | None = None,
-    ) -> None:
-        """Log a PNG image from a file or a matplotlib figure (or `pyplot` itself)."""
-        from runstream.producer._files import image_bytes  # noqa: PLC0415 - matplotlib is optional
-
-        data = image_bytes(name, path, plot)
-        self._log_file(name, "image/png", data, step)
-
-    def upload_file(self, name: str, path: str | os.PathLike[str]) -> None:
-        """Attach a small file to the run (size-limited; a clear error above the limit)."""
-        from runstream.producer._files import file_bytes  # noqa: PLC0415
-
-        media_type, data = file_bytes(name, path)
-        self._log_file(name, media_type, data, None)
-
-    def _log_file(self, name: str, media_type: str, data: bytes, step: int | None) -> None:
-        check_name("name", name)
-        if step is not None:
-            check_step(step)
-        body = {"name": name, "media_type": media_type, "step": step, "data": data}
-        self._emit(kinds.FILE, body)
-
-    def log_params(self, params: Mapping[str, object]) -> None:
-        """Record hyperparameters (values kept as strings, as MLflow does)."""
-        self._emit(kinds.PARAMS, {"params": _strings("params", params)})
-
-    def log_param(self, key: str, value: object) -> None:
-        """Record one hyperparameter."""
-        self.log_params({key: value})
-
-    def set_tags(self, tags: Mapping[str, object]) -> None:
-        """Set tags on the run."""
-        self._emit(kinds.TAGS, {"tags": _strings("tags", tags)})
-
-    def tag(self, key: str, value: object = "") -> None:
-        """Set one tag (Azure `run.tag(key, value=None)`)."""
-        self.set_tags({key: "" if value is None else value})
-
-    def log_record(self, level: str, logger: str, message: str) -> None:
-        """Ship one log line (used by `RunLogHandler` and `runstream run`'s output capture)."""
-        body = {"level": level, "logger": logger, "message": message[:MESSAGE_MAX]}
-        self._emit(kinds.LOG_RECORD, body)
-
-    # -- liveness ----------------------------------------------------------------------------
-
-    def report_progress(self, expect_next_in: float | None = None) -> None:
-        """Say training progresses, and how many seconds may pass until it next does."""
-        if expect_next_in is not None:
-            self.expect_next_in = check_seconds("expect_next_in", expect_next_in)
-        self._emit(kinds.HEARTBEAT, self._heartbeat_body(progress=True))
-
-    def _heartbeat(self) -> None:
-        if self.finished is None:
-            self._emit(kinds.HEARTBEAT, self._heartbeat_body(progress=False))
-
-    def _heartbeat_body(self, *, progress: bool) -> dict[str, Any]:
-        step = self.max_step if self.max_step >= 0 else None
-        return {"step": step, "progress": progress, "expect_next_in": self.expect_next_in}
-
-    # -- lifecycle -----------------------------------------------------------------------------
+class Run(RunBase):
+    """One process's handle on a run. Build it with `start_run` or `get_run`."""
 
     def complete(self, timeout: float = DEFAULT_TIMEOUT) -> CloseReport:
         """Mark this rank completed (the run completes when every rank has), flush and close."""
-        return self._finish("completed", None, None, timeout)
+        return self.end("completed", None, None, timeout)
 
     def fail(
         self,
@@ -267,37 +27,19 @@ class Run:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> CloseReport:
         """Mark the run failed (with the error's traceback when given), flush and close."""
-        return self._finish("failed", _describe(error), exit_code, timeout)
+        return self.end("failed", describe_error(error), exit_code, timeout)
 
     def cancel(self, reason: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> CloseReport:
         """Mark the run canceled, flush and close."""
-        return self._finish("canceled", reason, None, timeout)
-
-    def _finish(
-        self, state: str, reason: str | None, exit_code: int | None, timeout: float
-    ) -> CloseReport:
-        if self.finished is None:
-            self.finished = state
-            body = {"state": state, "reason": reason, "exit_code": exit_code}
-            self._emit(kinds.RANK_FINISHED, body)
-        return self.close(timeout)
+        return self.end("canceled", reason, None, timeout)
 
     def flush(self, timeout: float = DEFAULT_TIMEOUT) -> bool:
         """Block until everything logged so far is acknowledged by Kafka; False on timeout."""
-        return self._shipper.flush(timeout)
+        return self.flush_blocking(timeout)
 
     def close(self, timeout: float = DEFAULT_TIMEOUT) -> CloseReport:
-        """Deliver what can be delivered within `timeout`, then stop. What is left stays in the
-        spool on disk and is delivered by the next process using that spool or `runstream sync`.
-        """
-        report = self._shipper.close(timeout)
-        if not report.delivered:
-            self.problems.report(
-                "close_incomplete",
-                ClosedError(f"{report.remaining} events remain in {report.spool_path}"),
-                "run closed before Kafka acknowledged everything; `runstream sync` sends the rest",
-            )
-        return report
+        """Deliver what can be delivered within `timeout`, then stop; the rest waits on disk."""
+        return self.close_blocking(timeout)
 
     def __enter__(self) -> Run:
         return self
@@ -314,68 +56,3 @@ class Run:
             self.cancel("interrupted")
         else:
             self.fail(error)
-
-    # -- plumbing ----------------------------------------------------------------------------------
-
-    def _emit(self, kind: str, body: Mapping[str, Any]) -> None:
-        c = self.context
-        event = {
-            "run_id": c.run_id,
-            "experiment": c.experiment,
-            "rank": c.rank,
-            "world_size": c.world_size,
-            "producer_id": self.producer_id,
-            "seq": next(self._seq),
-            "time": time.time_ns() // 1000,
-            "body": (kind, body),
-        }
-        self._shipper.submit(self._key, self._codec.encode(event))
-
-
-def _strings(field: str, mapping: Mapping[str, object] | None) -> dict[str, str]:
-    result = {
-        str(k) if not isinstance(k, str) else k: v if isinstance(v, str) else str(v)
-        for k, v in (mapping or {}).items()
-    }
-    check_string_map(field, result)
-    return result
-
-
-def _row(columns: Mapping[str, object]) -> dict[str, Cell]:
-    row: dict[str, Cell] = {}
-    for column, value in columns.items():
-        check_name("column", column)
-        if value is None or isinstance(value, (bool, int, float)):
-            if (
-                isinstance(value, int)
-                and not isinstance(value, bool)
-                and not -(2**63) <= value < 2**63
-            ):
-                raise ValidationError(column, value, "a 64-bit integer", rule="bad_value")
-            row[column] = value
-        elif isinstance(value, str):
-            row[column] = check_text(column, value)
-        else:
-            row[column] = check_value(column, value)
-    return row
-
-
-def _run_started(
-    context: RunContext, params: dict[str, str], tags: dict[str, str]
-) -> dict[str, Any]:
-    return {
-        "name": context.name,
-        "params": params,
-        "tags": tags,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "command": " ".join(sys.argv)[:4096],
-        "git_commit": None,
-    }
-
-
-def _describe(error: BaseException | str | None) -> str | None:
-    if error is None or isinstance(error, str):
-        return error
-    text = "".join(traceback.format_exception(error))
-    return text[-4000:]

@@ -7,14 +7,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from typing import TypeVar
 
 from runstream._config import ProducerConfig
+from runstream.producer._async import AsyncRun
+from runstream.producer._base import RunBase
 from runstream.producer._context import RunContext, launcher_run_id, new_run_id, ranks_from
 from runstream.producer._lifecycle import watch_process
 from runstream.producer._problems import ErrorCallback
 from runstream.producer._run import Run
 
 logger = logging.getLogger("runstream.producer")
+_R = TypeVar("_R", bound=RunBase)
 
 
 def start_run(
@@ -30,7 +34,35 @@ def start_run(
     """Start (or, in a distributed job, join) a run and return this process's handle on it.
 
     Without `config`, settings come from `RUNSTREAM_*` variables (defaults: the local stack).
+    Only rank 0 announces the run (params, tags); every rank logs, heartbeats and finishes its own.
     """
+    return _open(Run, experiment, name, params, tags, run_id, config, on_error)
+
+
+def start_async_run(
+    experiment: str | None = None,
+    name: str | None = None,
+    params: Mapping[str, object] | None = None,
+    tags: Mapping[str, object] | None = None,
+    run_id: str | None = None,
+    *,
+    config: ProducerConfig | None = None,
+    on_error: ErrorCallback | None = None,
+) -> AsyncRun:
+    """`start_run` for asyncio code: the handle's waiting calls are coroutines."""
+    return _open(AsyncRun, experiment, name, params, tags, run_id, config, on_error)
+
+
+def _open(
+    kind: type[_R],
+    experiment: str | None,
+    name: str | None,
+    params: Mapping[str, object] | None,
+    tags: Mapping[str, object] | None,
+    run_id: str | None,
+    config: ProducerConfig | None,
+    on_error: ErrorCallback | None,
+) -> _R:
     from runstream._settings import Settings  # noqa: PLC0415 - entry point reads the environment
 
     settings = Settings()
@@ -44,7 +76,7 @@ def start_run(
         local_rank=local_rank,
         name=name or settings.run_name,
     )
-    run = Run(context, config or settings.producer(), params=params, tags=tags, on_error=on_error)
+    run = kind(context, config or settings.producer(), params=params, tags=tags, on_error=on_error)
     watch_process(run)
     return run
 

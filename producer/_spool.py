@@ -184,7 +184,7 @@ def orphaned_folders(spool_dir: Path, own: Path | None = None) -> Iterator[Spool
 
 
 class SpoolReader:
-    """Reads a folder's frames in order; `commit()` once Kafka acknowledged them deletes what is done.
+    """Reads a folder's frames in order; `commit()` after Kafka's acknowledgement moves past them.
 
     `sealed_below` is the writer's current segment (frames may still be appended to it), or None
     for a dead session's folder, where every segment is sealed.

@@ -1,4 +1,4 @@
-"""runstream: what training jobs say about themselves, through Kafka into PostgreSQL and Prometheus."""
+"""runstream: what training jobs say about themselves, via Kafka into PostgreSQL and Prometheus."""
 
 from runstream._errors import (
     ClosedError,

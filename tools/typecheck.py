@@ -20,7 +20,8 @@ TREE = ROOT / "build" / "typecheck"
 
 def build_tree() -> None:
     """Symlink every mapped package folder at its import path."""
-    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping = setuptools["package-dir"]
     shutil.rmtree(TREE, ignore_errors=True)
     for package, folder in sorted(mapping.items()):
         target = TREE.joinpath(*package.split("."))
@@ -32,7 +33,8 @@ def build_tree() -> None:
 def main() -> int:
     """Build the tree and run mypy; return its exit code."""
     build_tree()
-    extra = [p for p in ("tests", "examples", "benchmarks", "tools") if any((ROOT / p).rglob("*.py"))]
+    folders = ("tests", "examples", "benchmarks", "tools")
+    extra = [p for p in folders if any((ROOT / p).rglob("*.py"))]
     command = [sys.executable, "-m", "mypy", str(TREE / "runstream"), *extra, *sys.argv[1:]]
     return subprocess.call(command, cwd=ROOT, env={**os.environ, "MYPYPATH": str(TREE)})
 

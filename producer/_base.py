@@ -1,0 +1,294 @@
+"""The part of a run handle that `Run` and `AsyncRun` share: identity, logging calls, liveness.
+
+Every logging call validates and encodes in the caller's thread, hands the bytes to the shipper and
+returns; nothing here waits on the network. Only `flush`, `close` and the lifecycle calls that end
+the run (`complete`, `fail`, `cancel`) block, each bounded by its timeout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from runstream._config import ProducerConfig
+from runstream._errors import ClosedError, ValidationError
+from runstream.producer._context import RunContext
+from runstream.producer._problems import ErrorCallback, ProblemReporter
+from runstream.producer._shipper import CloseReport, Shipper
+from runstream.producer._values import Cell, run_started_body, string_map, table_row
+from runstream.schemas import (
+    check_name,
+    check_seconds,
+    check_step,
+    check_text,
+    check_value,
+    default_codec,
+    kinds,
+)
+from runstream.schemas._fast import MetricsWriter
+from runstream.schemas._rules import MESSAGE_MAX
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class RunBase:
+    """What `Run` and `AsyncRun` share: identity, every logging call, liveness, ending the run."""
+
+    def __init__(
+        self,
+        context: RunContext,
+        config: ProducerConfig,
+        *,
+        params: Mapping[str, object] | None = None,
+        tags: Mapping[str, object] | None = None,
+        on_error: ErrorCallback | None = None,
+    ) -> None:
+        self.context = context
+        self.config = config
+        self.problems = ProblemReporter(on_error)
+        self._codec = default_codec()
+        self._key = context.run_id.encode()
+        self._steps: dict[str, int] = {}
+        self._names: set[str] = set()
+        self.max_step = -1
+        self.expect_next_in: float | None = None
+        self.finished: str | None = None
+        self.forked_child = False
+        run_params, run_tags = string_map("params", params), string_map("tags", tags)
+        self._start_session()
+        if context.rank == 0:
+            self._emit(kinds.RUN_STARTED, run_started_body(context, run_params, run_tags))
+
+    def _start_session(self) -> None:
+        """A producer session: identity (producer_id, seq) and the shipper that owns the spool."""
+        self._shipper = Shipper(self.config, self.problems, on_tick=self._heartbeat)
+        self.producer_id = self._shipper.producer_id
+        self._seq = itertools.count()
+        c = self.context
+        self._metrics = MetricsWriter(
+            self._codec, c.run_id, c.experiment, c.rank, c.world_size, self.producer_id
+        )
+
+    def restart_after_fork(self) -> None:
+        """In a forked child: a new producer session, so identities never meet the parent's."""
+        self.forked_child = True
+        self._start_session()
+
+    # -- identity ------------------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (the Kafka key of its events)."""
+        return self.context.run_id
+
+    @property
+    def id(self) -> str:
+        """Azure's name for `run_id`."""
+        return self.context.run_id
+
+    @property
+    def experiment(self) -> str:
+        """The run's experiment."""
+        return self.context.experiment
+
+    @property
+    def rank(self) -> int:
+        """This process's rank (0 when not distributed)."""
+        return self.context.rank
+
+    # -- scalars ---------------------------------------------------------------------------------
+
+    def log(self, name: str, value: object, step: int | None = None) -> None:
+        """Log one value. Numbers are metrics; strings are text metrics (Azure `run.log`).
+
+        An omitted step continues this name's own count (0, 1, 2…), as repeated Azure logs do.
+        """
+        if isinstance(value, str):
+            self.log_text(name, value, step)
+            return
+        if name not in self._names:
+            self._new_name(name)
+        number = value if isinstance(value, float) else check_value(name, value)
+        step = self._step_for(name, step)
+        payload = self._metrics.encode(
+            next(self._seq), time.time_ns() // 1000, step, ((name, number),)
+        )
+        self._shipper.submit(self._key, payload)
+
+    def log_metrics(self, metrics: Mapping[str, object], step: int | None = None) -> None:
+        """Log several values at one step (MLflow `log_metrics`, W&B `log`); all or nothing."""
+        pairs = []
+        for name, value in metrics.items():
+            if name not in self._names:
+                self._new_name(name)
+            pairs.append((name, check_value(name, value)))
+        if step is None:
+            step = max((self._steps.get(name, 0) for name, _ in pairs), default=0)
+        else:
+            check_step(step)
+        for name, _ in pairs:
+            self._steps[name] = step + 1
+        self.max_step = max(self.max_step, step)
+        payload = self._metrics.encode(next(self._seq), time.time_ns() // 1000, step, pairs)
+        self._shipper.submit(self._key, payload)
+
+    def log_list(self, name: str, values: Iterable[object]) -> None:
+        """Log a list of values under one name, at consecutive steps (Azure `log_list`)."""
+        if name not in self._names:
+            self._new_name(name)
+        numbers = [check_value(name, v) for v in values]
+        for number in numbers:
+            self.log(name, number)
+
+    def log_text(self, name: str, value: str, step: int | None = None) -> None:
+        """Log a string metric."""
+        check_name("name", name)
+        check_text(name, value)
+        step = self._step_for(name, step)
+        self._emit(kinds.TEXT, {"step": step, "name": name, "value": value})
+
+    def _new_name(self, name: str) -> None:
+        check_name("name", name)
+        if len(self._names) < 100_000:
+            self._names.add(name)
+
+    def _step_for(self, name: str, step: int | None) -> int:
+        if step is None:
+            step = self._steps.get(name, 0)
+        else:
+            check_step(step)
+        self._steps[name] = step + 1
+        self.max_step = max(self.max_step, step)
+        return step
+
+    # -- tables, files, params, tags ---------------------------------------------------------
+
+    def log_row(self, table: str, **columns: Cell) -> None:
+        """Append one row to a table (Azure `log_row`)."""
+        self._emit(
+            kinds.TABLE_ROW, {"table": check_name("table", table), "columns": table_row(columns)}
+        )
+
+    def log_table(self, table: str, columns: Mapping[str, list[Cell]]) -> None:
+        """Log a whole table given as column name -> list of values (Azure `log_table`)."""
+        check_name("table", table)
+        lengths = {len(values) for values in columns.values()}
+        if len(lengths) > 1:
+            raise ValidationError(
+                table, sorted(lengths), "columns of equal length", rule="bad_value"
+            )
+        rows = [
+            table_row(dict(zip(columns, cells, strict=True)))
+            for cells in zip(*columns.values(), strict=True)
+        ]
+        for row in rows:
+            self._emit(kinds.TABLE_ROW, {"table": table, "columns": row})
+
+    def log_image(
+        self,
+        name: str,
+        path: str | os.PathLike[str] | None = None,
+        plot: Any = None,
+        step: int | None = None,
+    ) -> None:
+        """Log a PNG image from a file or a matplotlib figure (or `pyplot` itself)."""
+        from runstream.producer._files import image_bytes  # noqa: PLC0415 - matplotlib is optional
+
+        data = image_bytes(name, path, plot)
+        self._log_file(name, "image/png", data, step)
+
+    def upload_file(self, name: str, path: str | os.PathLike[str]) -> None:
+        """Attach a small file to the run (size-limited; a clear error above the limit)."""
+        from runstream.producer._files import file_bytes  # noqa: PLC0415
+
+        media_type, data = file_bytes(name, path)
+        self._log_file(name, media_type, data, None)
+
+    def _log_file(self, name: str, media_type: str, data: bytes, step: int | None) -> None:
+        check_name("name", name)
+        if step is not None:
+            check_step(step)
+        body = {"name": name, "media_type": media_type, "step": step, "data": data}
+        self._emit(kinds.FILE, body)
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        """Record hyperparameters (values kept as strings, as MLflow does)."""
+        self._emit(kinds.PARAMS, {"params": string_map("params", params)})
+
+    def log_param(self, key: str, value: object) -> None:
+        """Record one hyperparameter."""
+        self.log_params({key: value})
+
+    def set_tags(self, tags: Mapping[str, object]) -> None:
+        """Set tags on the run."""
+        self._emit(kinds.TAGS, {"tags": string_map("tags", tags)})
+
+    def tag(self, key: str, value: object = "") -> None:
+        """Set one tag (Azure `run.tag(key, value=None)`)."""
+        self.set_tags({key: "" if value is None else value})
+
+    def log_record(self, level: str, logger: str, message: str) -> None:
+        """Ship one log line (used by `RunLogHandler` and `runstream run`'s output capture)."""
+        body = {"level": level, "logger": logger, "message": message[:MESSAGE_MAX]}
+        self._emit(kinds.LOG_RECORD, body)
+
+    # -- liveness ----------------------------------------------------------------------------
+
+    def report_progress(self, expect_next_in: float | None = None) -> None:
+        """Say training progresses, and how many seconds may pass until it next does."""
+        if expect_next_in is not None:
+            self.expect_next_in = check_seconds("expect_next_in", expect_next_in)
+        self._emit(kinds.HEARTBEAT, self._heartbeat_body(progress=True))
+
+    def _heartbeat(self) -> None:
+        if self.finished is None:
+            self._emit(kinds.HEARTBEAT, self._heartbeat_body(progress=False))
+
+    def _heartbeat_body(self, *, progress: bool) -> dict[str, Any]:
+        step = self.max_step if self.max_step >= 0 else None
+        return {"step": step, "progress": progress, "expect_next_in": self.expect_next_in}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def end(
+        self, state: str, reason: str | None, exit_code: int | None, timeout: float
+    ) -> CloseReport:
+        """Mark this rank's end (`completed`, `failed` or `canceled`) once, then flush and close."""
+        if self.finished is None:
+            self.finished = state
+            body = {"state": state, "reason": reason, "exit_code": exit_code}
+            self._emit(kinds.RANK_FINISHED, body)
+        return self.close_blocking(timeout)
+
+    def flush_blocking(self, timeout: float) -> bool:
+        """Block until everything logged so far is acknowledged by Kafka; False on timeout."""
+        return self._shipper.flush(timeout)
+
+    def close_blocking(self, timeout: float) -> CloseReport:
+        """Deliver what can be delivered within `timeout`, then stop. What is left stays in the
+        spool on disk and is delivered by the next process using that spool or `runstream sync`.
+        """
+        report = self._shipper.close(timeout)
+        if not report.delivered:
+            self.problems.report(
+                "close_incomplete",
+                ClosedError(f"{report.remaining} events remain in {report.spool_path}"),
+                "run closed before Kafka acknowledged everything; `runstream sync` sends the rest",
+            )
+        return report
+
+    def _emit(self, kind: str, body: Mapping[str, Any]) -> None:
+        c = self.context
+        event = {
+            "run_id": c.run_id,
+            "experiment": c.experiment,
+            "rank": c.rank,
+            "world_size": c.world_size,
+            "producer_id": self.producer_id,
+            "seq": next(self._seq),
+            "time": time.time_ns() // 1000,
+            "body": (kind, body),
+        }
+        self._shipper.submit(self._key, self._codec.encode(event))
