@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from runstream.cli import _consume, _db, _stack
+from runstream.cli import _consume, _db, _stack, _sync
 
 app = typer.Typer(
     name="runstream",
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.add_typer(_stack.app, name="stack")
 app.add_typer(_db.app, name="db")
 app.add_typer(_consume.app, name="consume")
+app.command(name="sync")(_sync.sync)
 
 
 def main() -> None:

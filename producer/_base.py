@@ -113,8 +113,8 @@ class RunBase:
             self._new_name(name)
         number = value if isinstance(value, float) else check_value(name, value)
         step = self._step_for(name, step)
-        payload = self._metrics.encode(
-            next(self._seq), time.time_ns() // 1000, step, ((name, number),)
+        payload = self._metrics.encode_one(
+            next(self._seq), time.time_ns() // 1000, step, name, number
         )
         self._shipper.submit(self._key, payload)
 

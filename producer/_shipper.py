@@ -20,13 +20,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
-
 from runstream._config import ProducerConfig
 from runstream._errors import ClosedError, TransportError
 from runstream.producer._problems import ProblemReporter
+from runstream.producer._sender import KafkaSender
 from runstream.producer._spool import (
     Frame,
     SegmentWriter,
@@ -34,9 +31,6 @@ from runstream.producer._spool import (
     SpoolReader,
     orphaned_folders,
 )
-
-_BACKOFF_MAX = 5.0
-_PARTITIONER = DefaultPartitioner()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +106,8 @@ class Shipper:
         if not self._closing:
             self._closing = True
             self.flush(timeout)
-            self._loop.call_soon_threadsafe(self._finish)
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                self._loop.call_soon_threadsafe(self._finish)
         with contextlib.suppress(concurrent.futures.TimeoutError):
             self._done.result(timeout=max(timeout, 1.0))
         remaining = self.written - self.acked
@@ -171,7 +166,7 @@ class Shipper:
                 self._settled.notify_all()
 
     async def _main(self) -> None:
-        sender = _KafkaSender(self.config, self.problems)
+        sender = KafkaSender(self.config, self.problems)
         orphans = asyncio.create_task(self._deliver_orphans(sender))
         last_tick = time.monotonic()
         try:
@@ -181,9 +176,9 @@ class Shipper:
                 await self._send_own(sender)
                 if self._closing and self._finishing:
                     break
-                if self._on_tick and time.monotonic() - last_tick >= self.config.heartbeat_interval:
+                if time.monotonic() - last_tick >= self.config.heartbeat_interval:
                     last_tick = time.monotonic()
-                    self._on_tick()
+                    self._tick()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.config.flush_interval)
@@ -198,11 +193,19 @@ class Shipper:
 
     _finishing = False
 
+    def _tick(self) -> None:
+        if self._on_tick is None or self._closing:
+            return
+        try:
+            self._on_tick()
+        except Exception as exc:  # noqa: BLE001 - a failed heartbeat must not stop shipping
+            self.problems.report("heartbeat", exc, "heartbeat failed")
+
     def _finish(self) -> None:
         self._finishing = True
         self._wake.set()
 
-    async def _send_own(self, sender: _KafkaSender) -> None:
+    async def _send_own(self, sender: KafkaSender) -> None:
         while self.acked < self.written and not self._finishing:
             frames = self._reader.next_batch(self._writer.segment)
             if not frames or not await sender.send(frames):
@@ -212,12 +215,12 @@ class Shipper:
                 self.acked += len(frames)
                 self._settled.notify_all()
 
-    async def _deliver_orphans(self, sender: _KafkaSender) -> None:
+    async def _deliver_orphans(self, sender: KafkaSender) -> None:
         for folder in orphaned_folders(self.config.spool_dir, own=self.folder.path):
             await deliver_folder(folder, sender)
 
 
-async def deliver_folder(folder: SpoolFolder, sender: _KafkaSender) -> int:
+async def deliver_folder(folder: SpoolFolder, sender: KafkaSender) -> int:
     """Send every frame of a dead session's folder, then delete it. Returns frames sent."""
     reader = SpoolReader(folder)
     sent = 0
@@ -230,95 +233,3 @@ async def deliver_folder(folder: SpoolFolder, sender: _KafkaSender) -> int:
         sent += len(frames)
     folder.remove()
     return sent
-
-
-class _KafkaSender:
-    """An aiokafka producer that (re)connects with backoff; every call bounded by a timeout."""
-
-    def __init__(self, config: ProducerConfig, problems: ProblemReporter) -> None:
-        self.config = config
-        self.problems = problems
-        self._producer: AIOKafkaProducer | None = None
-        self._backoff = 0.1
-        self._next_try = 0.0
-        self._partition_of: dict[bytes, int] = {}
-
-    async def _connected(self) -> AIOKafkaProducer | None:
-        if self._producer is not None:
-            return self._producer
-        if time.monotonic() < self._next_try:
-            return None
-        producer = AIOKafkaProducer(
-            **self.config.kafka.client_options(),
-            acks="all",
-            enable_idempotence=True,
-            compression_type="lz4",
-            linger_ms=5,
-            max_batch_size=1000 * 1024,
-            request_timeout_ms=int(self.config.send_timeout * 1000),
-        )
-        try:
-            await asyncio.wait_for(producer.start(), self.config.send_timeout)
-        except (KafkaError, OSError, TimeoutError) as exc:
-            await self._discard(producer)
-            self._failed(exc, "cannot reach Kafka; events wait in the spool")
-            return None
-        self._producer = producer
-        self._backoff = 0.1
-        return producer
-
-    async def send(self, frames: list[Frame]) -> bool:
-        """Send frames in order and wait for every acknowledgement; False means retry later."""
-        producer = await self._connected()
-        if producer is None:
-            return False
-        try:
-            async with asyncio.timeout(self.config.send_timeout):
-                await asyncio.gather(*await self._send_batches(producer, frames))
-        except (KafkaError, OSError, TimeoutError) as exc:
-            self._producer = None
-            await self._discard(producer)
-            self._failed(exc, "sending to Kafka failed; events wait in the spool")
-            return False
-        return True
-
-    async def _send_batches(
-        self, producer: AIOKafkaProducer, frames: list[Frame]
-    ) -> list[asyncio.Future[object]]:
-        """Frames grouped into record batches per partition (key order kept within a partition)."""
-        topic = self.config.kafka.topic
-        partitions = sorted(await producer.partitions_for(topic))
-        by_partition: dict[int, list[Frame]] = {}
-        for key, value in frames:
-            partition = self._partition_of.get(key)
-            if partition is None or partition >= len(partitions):
-                partition = _PARTITIONER(key, partitions, partitions)
-                self._partition_of[key] = partition
-            by_partition.setdefault(partition, []).append((key, value))
-        futures = []
-        for partition, items in by_partition.items():
-            batch = producer.create_batch()
-            for key, value in items:
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        error = TransportError(f"event of {len(value)} bytes", retriable=False)
-                        self.problems.report("oversize", error, "event larger than a batch dropped")
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return futures
-
-    def _failed(self, exc: BaseException, message: str) -> None:
-        self.problems.report("kafka", exc, message)
-        self._next_try = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
-
-    async def _discard(self, producer: AIOKafkaProducer) -> None:
-        with contextlib.suppress(KafkaError, OSError, TimeoutError):
-            await asyncio.wait_for(producer.stop(), 2.0)
-
-    async def stop(self) -> None:
-        """Stop the producer within a bounded time."""
-        if self._producer is not None:
-            await self._discard(self._producer)
-            self._producer = None

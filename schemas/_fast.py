@@ -18,19 +18,37 @@ _METRICS_BRANCH = BODY_KINDS.index(METRICS)
 _NAME_CACHE_MAX = 100_000
 
 
+def _varint_loop(n: int) -> bytes:
+    out = []
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# Varints of 0..2**14-1 whole, and of the low 14 bits of a larger number (two bytes that both
+# carry the continuation bit): any value below 2**28 is then one or two table lookups.
+_WHOLE = [_varint_loop(n) for n in range(1 << 14)]
+_LOW14 = [bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80)) for n in range(1 << 14)]
+
+
+def _unsigned_varint(n: int) -> bytes:
+    if n < 0x4000:
+        return _WHOLE[n]
+    if n < 0x10000000:
+        return _LOW14[n & 0x3FFF] + _WHOLE[n >> 14]
+    return _varint_loop(n)
+
+
 def avro_long(value: int) -> bytes:
     """Avro's zig-zag varint encoding of a 64-bit integer."""
-    n = (value << 1) ^ (value >> 63)
-    return _SMALL[n] if n < 0x80 else _unsigned_varint(n)
-
-
-_SMALL = [bytes((n,)) for n in range(0x80)]
+    return _unsigned_varint((value << 1) ^ (value >> 63))
 
 
 class _TimeVarint:
-    """Avro long of a microsecond timestamp: the low 28 bits change every call and are packed
-    directly; the varint of the high bits changes every ~2 minutes and is cached.
-    """
+    """Avro long of a microsecond timestamp: the low 28 bits change every call and come from the
+    tables; the varint of the high bits changes every ~2 minutes and is cached."""
 
     __slots__ = ("_high", "_high_bytes")
 
@@ -39,33 +57,14 @@ class _TimeVarint:
         self._high_bytes = b""
 
     def __call__(self, time_us: int) -> bytes:
-        n = time_us << 1  # zig-zag of a positive number
+        n = time_us << 1  # zig-zag of a non-negative number
         high = n >> 28
         if high == 0:
-            return avro_long(time_us)
+            return _unsigned_varint(n)
         if high != self._high:
             self._high_bytes = _unsigned_varint(high)
             self._high = high
-        return (
-            bytes(
-                (
-                    (n & 0x7F) | 0x80,
-                    ((n >> 7) & 0x7F) | 0x80,
-                    ((n >> 14) & 0x7F) | 0x80,
-                    ((n >> 21) & 0x7F) | 0x80,
-                )
-            )
-            + self._high_bytes
-        )
-
-
-def _unsigned_varint(n: int) -> bytes:
-    out = []
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+        return _LOW14[n & 0x3FFF] + _LOW14[(n >> 14) & 0x3FFF] + self._high_bytes
 
 
 def avro_string(value: str) -> bytes:
@@ -118,3 +117,20 @@ class MetricsWriter:
             parts.extend(items)
         parts.append(b"\x00")
         return b"".join(parts)
+
+    def encode_one(self, seq: int, time_us: int, step: int, name: str, value: float) -> bytes:
+        """The single-object encoding of a Metrics event holding one value (the `log()` path)."""
+        encoded = self._names.get(name) or self._name(name)
+        return b"".join(
+            (
+                self._head,
+                avro_long(seq),
+                self._time(time_us),
+                self._branch,
+                avro_long(step),
+                b"\x02",  # one item in the array block
+                encoded,
+                _DOUBLE(value),
+                b"\x00",
+            )
+        )

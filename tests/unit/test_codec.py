@@ -194,3 +194,5 @@ def test_fast_metrics_writer_matches_codec() -> None:
         body = {"step": step, "values": [{"name": n, "value": v} for n, v in values]}
         expected = codec.encode(make_event(kinds.METRICS, body, seq=seq, time=time_us))
         assert writer.encode(seq, time_us, step, values) == expected
+        if len(values) == 1:
+            assert writer.encode_one(seq, time_us, step, *values[0]) == expected

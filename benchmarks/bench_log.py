@@ -1,0 +1,102 @@
+"""Cost of `run.log()` in the training loop, against MLflow and W&B in the same invocation.
+
+    python benchmarks/bench_log.py [--calls 1000000] [--peers]
+
+Cases: runstream with the broker reachable (RUNSTREAM_BOOTSTRAP_SERVERS, default the local stack)
+and with it down (a closed port: events go to the spool), then, with --peers, MLflow
+(`log_metric`, synchronous and `synchronous=False`, sqlite store) and W&B (offline `wandb.log`).
+Prints mean and p99 per call in microseconds, and each peer's ratio to runstream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from runstream._config import KafkaConfig, ProducerConfig
+from runstream._settings import Settings
+from runstream.producer import Run, RunContext, start_run
+
+Logger = Callable[[str, float, int], None]
+
+
+def measure(log: Logger, calls: int) -> tuple[float, float]:
+    """Time each call; return (mean µs, p99 µs). Timer overhead is subtracted."""
+    clock = time.perf_counter_ns
+    overhead = min(-(clock() - clock()) for _ in range(1000))
+    samples = [0] * calls
+    for i in range(calls):
+        start = clock()
+        log("loss", 0.5, i)
+        samples[i] = clock() - start - overhead
+    samples.sort()
+    return statistics.fmean(samples) / 1000, samples[int(calls * 0.99)] / 1000
+
+
+def runstream_case(bootstrap: str, spool: Path) -> tuple[Run, Logger]:
+    """A run whose events go to `bootstrap` (or wait in the spool when nothing answers there)."""
+    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers=bootstrap), spool_dir=spool)
+    run = Run(RunContext(run_id=f"bench-{os.getpid()}-{len(bootstrap)}", experiment="bench"), config)
+    return run, run.log
+
+
+def mlflow_case(tmp: Path, synchronous: bool) -> Logger:
+    """MLflow's `log_metric` against a sqlite store."""
+    import mlflow  # noqa: PLC0415
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
+    mlflow.start_run()
+
+    def log(name: str, value: float, step: int) -> None:
+        mlflow.log_metric(name, value, step=step, synchronous=synchronous)
+
+    return log
+
+
+def wandb_case(tmp: Path) -> Logger:
+    """W&B offline `wandb.log`."""
+    import wandb  # noqa: PLC0415
+
+    run = wandb.init(mode="offline", dir=str(tmp), project="bench")
+
+    def log(name: str, value: float, step: int) -> None:
+        run.log({name: value}, step=step)
+
+    return log
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--peer-calls", type=int, default=20_000)
+    parser.add_argument("--peers", action="store_true", help="also measure MLflow and W&B")
+    args = parser.parse_args()
+    results: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        for label, bootstrap in (
+            ("runstream, broker up", Settings().bootstrap_servers),
+            ("runstream, broker down", "127.0.0.1:9"),
+        ):
+            run, log = runstream_case(bootstrap, tmp / label.replace(" ", "_"))
+            results[label] = measure(log, args.calls)
+            run.close(timeout=60 if "up" in label else 1)
+        if args.peers:
+            results["mlflow sync"] = measure(mlflow_case(tmp, True), args.peer_calls)
+            results["mlflow async"] = measure(mlflow_case(tmp, False), args.peer_calls)
+            results["wandb offline"] = measure(wandb_case(tmp), args.peer_calls)
+    base_mean, base_p99 = results["runstream, broker up"]
+    print(f"{'case':28} {'mean µs':>9} {'p99 µs':>9} {'× mean':>8} {'× p99':>8}")
+    for label, (mean, p99) in results.items():
+        print(f"{label:28} {mean:9.2f} {p99:9.2f} {mean / base_mean:8.1f} {p99 / base_p99:8.1f}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
