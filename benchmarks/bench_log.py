@@ -21,7 +21,7 @@ from pathlib import Path
 
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream._settings import Settings
-from runstream.producer import Run, RunContext, start_run
+from runstream.producer import Run, RunContext
 
 Logger = Callable[[str, float, int], None]
 
@@ -42,7 +42,8 @@ def measure(log: Logger, calls: int) -> tuple[float, float]:
 def runstream_case(bootstrap: str, spool: Path) -> tuple[Run, Logger]:
     """A run whose events go to `bootstrap` (or wait in the spool when nothing answers there)."""
     config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers=bootstrap), spool_dir=spool)
-    run = Run(RunContext(run_id=f"bench-{os.getpid()}-{len(bootstrap)}", experiment="bench"), config)
+    context = RunContext(run_id=f"bench-{os.getpid()}-{len(bootstrap)}", experiment="bench")
+    run = Run(context, config)
     return run, run.log
 
 
@@ -92,7 +93,7 @@ def main() -> None:
             results["mlflow async"] = measure(mlflow_case(tmp, False), args.peer_calls)
             results["wandb offline"] = measure(wandb_case(tmp), args.peer_calls)
     base_mean, base_p99 = results["runstream, broker up"]
-    print(f"{'case':28} {'mean µs':>9} {'p99 µs':>9} {'× mean':>8} {'× p99':>8}")
+    print(f"{'case':28} {'mean µs':>9} {'p99 µs':>9} {'x mean':>8} {'x p99':>8}")
     for label, (mean, p99) in results.items():
         print(f"{label:28} {mean:9.2f} {p99:9.2f} {mean / base_mean:8.1f} {p99 / base_p99:8.1f}")
     sys.stdout.flush()

@@ -198,7 +198,7 @@ class Shipper:
             return
         try:
             self._on_tick()
-        except Exception as exc:  # noqa: BLE001 - a failed heartbeat must not stop shipping
+        except Exception as exc:
             self.problems.report("heartbeat", exc, "heartbeat failed")
 
     def _finish(self) -> None:

@@ -48,7 +48,8 @@ def avro_long(value: int) -> bytes:
 
 class _TimeVarint:
     """Avro long of a microsecond timestamp: the low 28 bits change every call and come from the
-    tables; the varint of the high bits changes every ~2 minutes and is cached."""
+    tables; the varint of the high bits changes every ~2 minutes and is cached.
+    """
 
     __slots__ = ("_high", "_high_bytes")
 
