@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from types import TracebackType
 
-from runstream.producer._base import DEFAULT_TIMEOUT, RunBase
+from runstream.producer._base import RunBase
 from runstream.producer._shipper import CloseReport
 from runstream.producer._values import describe_error
 
@@ -18,7 +18,7 @@ from runstream.producer._values import describe_error
 class AsyncRun(RunBase):
     """A run handle whose waiting calls are awaitable. Build it with `start_async_run`."""
 
-    async def complete(self, timeout: float = DEFAULT_TIMEOUT) -> CloseReport:
+    async def complete(self, timeout: float | None = None) -> CloseReport:
         """Mark this rank completed, flush and close."""
         return await asyncio.to_thread(self.end, "completed", None, None, timeout)
 
@@ -26,23 +26,21 @@ class AsyncRun(RunBase):
         self,
         error: BaseException | str | None = None,
         exit_code: int | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = None,
     ) -> CloseReport:
         """Mark the run failed, flush and close."""
         reason = describe_error(error)
         return await asyncio.to_thread(self.end, "failed", reason, exit_code, timeout)
 
-    async def cancel(
-        self, reason: str | None = None, timeout: float = DEFAULT_TIMEOUT
-    ) -> CloseReport:
+    async def cancel(self, reason: str | None = None, timeout: float | None = None) -> CloseReport:
         """Mark the run canceled, flush and close."""
         return await asyncio.to_thread(self.end, "canceled", reason, None, timeout)
 
-    async def flush(self, timeout: float = DEFAULT_TIMEOUT) -> bool:
+    async def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything logged so far is acknowledged by Kafka; False on timeout."""
         return await asyncio.to_thread(self.flush_blocking, timeout)
 
-    async def close(self, timeout: float = DEFAULT_TIMEOUT) -> CloseReport:
+    async def close(self, timeout: float | None = None) -> CloseReport:
         """Deliver what can be delivered within `timeout`, then stop; the rest waits on disk."""
         return await asyncio.to_thread(self.close_blocking, timeout)
 

@@ -11,7 +11,7 @@ import itertools
 import os
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runstream._config import ProducerConfig
 from runstream._errors import ClosedError, ValidationError
@@ -31,7 +31,8 @@ from runstream.schemas import (
 from runstream.schemas._fast import MetricsWriter
 from runstream.schemas._rules import MESSAGE_MAX
 
-DEFAULT_TIMEOUT = 30.0
+if TYPE_CHECKING:
+    from runstream.producer._system import SystemSampler
 
 
 class RunBase:
@@ -57,6 +58,8 @@ class RunBase:
         self.expect_next_in: float | None = None
         self.finished: str | None = None
         self.forked_child = False
+        self._last_heartbeat = self._last_sample = time.monotonic()
+        self._sampler: SystemSampler | None = None
         run_params, run_tags = string_map("params", params), string_map("tags", tags)
         self._start_session()
         if context.rank == 0:
@@ -64,7 +67,7 @@ class RunBase:
 
     def _start_session(self) -> None:
         """A producer session: identity (producer_id, seq) and the shipper that owns the spool."""
-        self._shipper = Shipper(self.config, self.problems, on_tick=self._heartbeat)
+        self._shipper = Shipper(self.config, self.problems, on_tick=self._tick)
         self.producer_id = self._shipper.producer_id
         self._seq = itertools.count()
         c = self.context
@@ -243,9 +246,29 @@ class RunBase:
             self.expect_next_in = check_seconds("expect_next_in", expect_next_in)
         self._emit(kinds.HEARTBEAT, self._heartbeat_body(progress=True))
 
-    def _heartbeat(self) -> None:
-        if self.finished is None:
+    def _tick(self) -> None:
+        """Called by the shipper's loop every flush interval: send what is due."""
+        now = time.monotonic()
+        if self.finished is not None:
+            return
+        if now - self._last_heartbeat >= self.config.heartbeat_interval:
+            self._last_heartbeat = now
             self._emit(kinds.HEARTBEAT, self._heartbeat_body(progress=False))
+        interval = self.config.system_metrics_interval
+        if interval and now - self._last_sample >= interval:
+            self._last_sample = now
+            self._log_system_metrics()
+
+    def _log_system_metrics(self) -> None:
+        if self._sampler is None:
+            from runstream.producer._system import SystemSampler  # noqa: PLC0415 - only when on
+
+            self._sampler = SystemSampler()
+        values = self._sampler.sample().items()
+        # At the current step, so that a sample never looks like training progress.
+        step = max(self.max_step, 0)
+        payload = self._metrics.encode(next(self._seq), time.time_ns() // 1000, step, values)
+        self._shipper.submit(self._key, payload)
 
     def _heartbeat_body(self, *, progress: bool) -> dict[str, Any]:
         step = self.max_step if self.max_step >= 0 else None
@@ -253,7 +276,7 @@ class RunBase:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def end(
-        self, state: str, reason: str | None, exit_code: int | None, timeout: float
+        self, state: str, reason: str | None, exit_code: int | None, timeout: float | None
     ) -> CloseReport:
         """Mark this rank's end (`completed`, `failed` or `canceled`) once, then flush and close."""
         if self.finished is None:
@@ -262,15 +285,35 @@ class RunBase:
             self._emit(kinds.RANK_FINISHED, body)
         return self.close_blocking(timeout)
 
-    def flush_blocking(self, timeout: float) -> bool:
-        """Block until everything logged so far is acknowledged by Kafka; False on timeout."""
-        return self._shipper.flush(timeout)
+    def set_status(
+        self,
+        state: str,
+        reason: str | None = None,
+        exit_code: int | None = None,
+        *,
+        source: str = "run",
+    ) -> None:
+        """Set the whole run's status, over what its ranks said: `runstream run` sends its
+        command's outcome with `source="launcher"`. A final state also ends this handle's
+        heartbeats and its own `RankFinished`; `close` still delivers what is pending.
+        """
+        if state not in kinds.RUN_STATES:
+            raise ValidationError("state", state, f"one of {', '.join(kinds.RUN_STATES)}")
+        check_name("source", source)
+        if state in kinds.TERMINAL_STATES and self.finished is None:
+            self.finished = state
+        body = {"state": state, "reason": reason, "exit_code": exit_code, "source": source}
+        self._emit(kinds.STATUS, body)
 
-    def close_blocking(self, timeout: float) -> CloseReport:
+    def flush_blocking(self, timeout: float | None) -> bool:
+        """Block until everything logged so far is acknowledged by Kafka; False on timeout."""
+        return self._shipper.flush(self.config.close_timeout if timeout is None else timeout)
+
+    def close_blocking(self, timeout: float | None) -> CloseReport:
         """Deliver what can be delivered within `timeout`, then stop. What is left stays in the
         spool on disk and is delivered by the next process using that spool or `runstream sync`.
         """
-        report = self._shipper.close(timeout)
+        report = self._shipper.close(self.config.close_timeout if timeout is None else timeout)
         if not report.delivered:
             self.problems.report(
                 "close_incomplete",

@@ -24,7 +24,6 @@ from runstream.producer._values import describe_error
 if TYPE_CHECKING:
     from runstream.producer._base import RunBase
 
-EXIT_TIMEOUT = 10.0
 _runs: weakref.WeakSet[RunBase] = weakref.WeakSet()
 _installed = False
 
@@ -57,23 +56,23 @@ def _end_all(error: BaseException | None) -> None:
         if run.finished is not None or run.forked_child:
             continue
         if error is None:
-            run.end("completed", None, None, EXIT_TIMEOUT)
+            run.end("completed", None, None, run.config.close_timeout)
         elif isinstance(error, KeyboardInterrupt):
-            run.end("canceled", "interrupted (SIGINT)", None, EXIT_TIMEOUT)
+            run.end("canceled", "interrupted (SIGINT)", None, run.config.close_timeout)
         else:
-            run.end("failed", describe_error(error), None, EXIT_TIMEOUT)
+            run.end("failed", describe_error(error), None, run.config.close_timeout)
 
 
 def _at_exit() -> None:
     _end_all(None)
     for run in list(_runs):
-        run.close_blocking(EXIT_TIMEOUT)
+        run.close_blocking(run.config.close_timeout)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     for run in list(_runs):
         if run.finished is None and not run.forked_child:
-            run.end("canceled", "terminated (SIGTERM)", None, EXIT_TIMEOUT)
+            run.end("canceled", "terminated (SIGTERM)", None, run.config.close_timeout)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from runstream.producer._base import DEFAULT_TIMEOUT, RunBase
+from runstream.producer._base import RunBase
 from runstream.producer._shipper import CloseReport
 from runstream.producer._values import describe_error
 
@@ -16,7 +16,7 @@ from runstream.producer._values import describe_error
 class Run(RunBase):
     """One process's handle on a run. Build it with `start_run` or `get_run`."""
 
-    def complete(self, timeout: float = DEFAULT_TIMEOUT) -> CloseReport:
+    def complete(self, timeout: float | None = None) -> CloseReport:
         """Mark this rank completed (the run completes when every rank has), flush and close."""
         return self.end("completed", None, None, timeout)
 
@@ -24,20 +24,20 @@ class Run(RunBase):
         self,
         error: BaseException | str | None = None,
         exit_code: int | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = None,
     ) -> CloseReport:
         """Mark the run failed (with the error's traceback when given), flush and close."""
         return self.end("failed", describe_error(error), exit_code, timeout)
 
-    def cancel(self, reason: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> CloseReport:
+    def cancel(self, reason: str | None = None, timeout: float | None = None) -> CloseReport:
         """Mark the run canceled, flush and close."""
         return self.end("canceled", reason, None, timeout)
 
-    def flush(self, timeout: float = DEFAULT_TIMEOUT) -> bool:
+    def flush(self, timeout: float | None = None) -> bool:
         """Block until everything logged so far is acknowledged by Kafka; False on timeout."""
         return self.flush_blocking(timeout)
 
-    def close(self, timeout: float = DEFAULT_TIMEOUT) -> CloseReport:
+    def close(self, timeout: float | None = None) -> CloseReport:
         """Deliver what can be delivered within `timeout`, then stop; the rest waits on disk."""
         return self.close_blocking(timeout)
 

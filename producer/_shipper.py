@@ -168,7 +168,6 @@ class Shipper:
     async def _main(self) -> None:
         sender = KafkaSender(self.config, self.problems)
         orphans = asyncio.create_task(self._deliver_orphans(sender))
-        last_tick = time.monotonic()
         try:
             while True:
                 with self._disk_lock:
@@ -176,9 +175,7 @@ class Shipper:
                 await self._send_own(sender)
                 if self._closing and self._finishing:
                     break
-                if time.monotonic() - last_tick >= self.config.heartbeat_interval:
-                    last_tick = time.monotonic()
-                    self._tick()
+                self._tick()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.config.flush_interval)

@@ -66,6 +66,8 @@ class ProducerConfig:
     spool_dir: Path = field(default_factory=lambda: Path.home() / ".runstream" / "spool")
     flush_interval: float = 0.1
     heartbeat_interval: float = 10.0
+    system_metrics_interval: float = 0.0
+    close_timeout: float = 10.0
     memory_events: int = 100_000
     spool_max_bytes: int = 1024**3
     segment_bytes: int = 16 * 1024**2
@@ -74,10 +76,13 @@ class ProducerConfig:
     def __post_init__(self) -> None:
         _positive("flush_interval", self.flush_interval)
         _positive("heartbeat_interval", self.heartbeat_interval)
+        if self.system_metrics_interval < 0:
+            raise ConfigError(f"system_metrics_interval={self.system_metrics_interval}: 0 is off")
         _positive("memory_events", self.memory_events)
         _positive("spool_max_bytes", self.spool_max_bytes)
         _positive("segment_bytes", self.segment_bytes)
         _positive("send_timeout", self.send_timeout)
+        _positive("close_timeout", self.close_timeout)
         if self.flush_interval > 1.0:
             raise ConfigError(f"flush_interval={self.flush_interval}: at most 1 second")
 

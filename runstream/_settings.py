@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     spool_dir: Path = Field(Path.home() / ".runstream" / "spool", description="Write-ahead spool")
     flush_interval: float = Field(0.1, description="Seconds between spool flushes (≤ 1)")
     heartbeat_interval: float = Field(10.0, description="Seconds between heartbeats")
+    close_timeout: float = Field(
+        10.0, description="Seconds closing a run waits for Kafka; the rest stays in the spool"
+    )
+    system_metrics_interval: float = Field(
+        0.0, description="Seconds between CPU/memory/GPU samples (0: off)"
+    )
     # Watchdog
     stall_after: float = Field(300.0, description="Seconds without progress before `stalled`")
     lost_after: float = Field(60.0, description="Seconds without heartbeat before `lost`")
@@ -52,6 +58,14 @@ class Settings(BaseSettings):
     finished_run_ttl: float = Field(600.0, description="Seconds a finished run stays on /metrics")
     # Local stack
     stack_dir: Path = Field(Path(".stack"), description="State folder of the local stack")
+    # Consumers (persist, export, watchdog)
+    watchdog_interval: float = Field(5.0, description="Seconds between watchdog checks")
+    idle_run_ttl: float = Field(
+        86400.0, description="Seconds a silent unfinished run stays on /metrics"
+    )
+    shutdown_timeout: float = Field(10.0, description="Seconds a service gets to finish on SIGTERM")
+    persist_group: str = Field("runstream-persist", description="Consumer group of persist")
+    export_group: str = Field("runstream-export", description="Consumer group of export")
     stack_kafka_port: int = Field(19092, description="Local stack: Kafka client port")
     stack_kafka_controller_port: int = Field(19093, description="Local stack: KRaft controller")
     stack_postgres_port: int = Field(15432, description="Local stack: PostgreSQL port")
@@ -86,6 +100,8 @@ class Settings(BaseSettings):
             spool_dir=self.spool_dir,
             flush_interval=self.flush_interval,
             heartbeat_interval=self.heartbeat_interval,
+            system_metrics_interval=self.system_metrics_interval,
+            close_timeout=self.close_timeout,
         )
 
     def database(self, *, read_only: bool = False) -> DatabaseConfig:

@@ -1,0 +1,181 @@
+"""Run status derivation: how events fold into a run's and its ranks' state."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from runstream.consumers import RunState
+from runstream.schemas import kinds
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def event(
+    kind: str, body: dict[str, Any], *, rank: int = 0, world: int = 1, at: float = 0
+) -> dict[str, Any]:
+    return {
+        "run_id": "r1",
+        "experiment": "exp",
+        "rank": rank,
+        "world_size": world,
+        "producer_id": uuid.uuid4(),
+        "seq": 0,
+        "time": T0 + timedelta(seconds=at),
+        "body": (kind, body),
+    }
+
+
+def fold(*events: dict[str, Any]) -> RunState:
+    run = RunState.first_seen(events[0])
+    for e in events:
+        run.apply(e)
+    return run
+
+
+def started(**kw: Any) -> dict[str, Any]:
+    body = {"name": "n", "params": {"lr": "0.1"}, "tags": {}, "host": "h", "pid": 1, "command": "c"}
+    return event(kinds.RUN_STARTED, body | {"git_commit": None}, **kw)
+
+
+def metrics(step: int, **kw: Any) -> dict[str, Any]:
+    return event(kinds.METRICS, {"step": step, "values": [{"name": "loss", "value": 1.0}]}, **kw)
+
+
+def finished(state: str, **kw: Any) -> dict[str, Any]:
+    return event(kinds.RANK_FINISHED, {"state": state, "reason": "why", "exit_code": 3}, **kw)
+
+
+def status(state: str, source: str = "run", **kw: Any) -> dict[str, Any]:
+    body = {"state": state, "reason": "r", "exit_code": None, "source": source}
+    return event(kinds.STATUS, body, **kw)
+
+
+def heartbeat(step: int | None = None, *, progress: bool = False, **kw: Any) -> dict[str, Any]:
+    body = {"step": step, "progress": progress, "expect_next_in": None}
+    return event(kinds.HEARTBEAT, body, **kw)
+
+
+def test_run_started_sets_identity_and_running() -> None:
+    run = fold(started())
+    assert (run.status, run.name, run.params, run.host) == ("running", "n", {"lr": "0.1"}, "h")
+    assert run.started_at == T0
+
+
+def test_events_before_run_started_create_a_minimal_run() -> None:
+    run = fold(metrics(5, rank=1, world=2))
+    assert (run.experiment, run.world_size, run.status) == ("exp", 2, "running")
+    assert run.ranks[1].last_step == 5
+
+
+def test_a_higher_step_is_progress_and_a_repeated_one_is_not() -> None:
+    run = fold(metrics(5, at=1), metrics(5, at=2), metrics(4, at=3))
+    rank = run.ranks[0]
+    assert (rank.last_step, rank.last_progress_at, rank.last_heartbeat_at) == (
+        5,
+        T0 + timedelta(seconds=1),
+        T0 + timedelta(seconds=3),
+    )
+
+
+def test_explicit_progress_and_expected_time_are_kept() -> None:
+    body = {"step": None, "progress": True, "expect_next_in": 30.0}
+    run = fold(event(kinds.HEARTBEAT, body, at=7))
+    assert run.ranks[0].last_progress_at == T0 + timedelta(seconds=7)
+    assert run.expect_next_in == run.ranks[0].expect_next_in == 30.0
+
+
+def test_run_completes_only_when_every_rank_completed() -> None:
+    run = fold(started(world=2), finished("completed", rank=0, world=2))
+    assert run.status == "running"
+    run.apply(finished("completed", rank=1, world=2, at=5))
+    assert (run.status, run.ended_at) == ("completed", T0 + timedelta(seconds=5))
+
+
+def test_one_failed_rank_fails_the_run_and_cancel_does_not_override_failure() -> None:
+    run = fold(started(world=3), finished("failed", rank=1, world=3))
+    assert (run.status, run.error, run.exit_code) == ("failed", "why", 3)
+    run.apply(finished("canceled", rank=2, world=3))
+    run.apply(finished("completed", rank=0, world=3))
+    assert run.status == "failed"
+
+
+def test_canceled_rank_cancels_the_run() -> None:
+    assert fold(started(world=2), finished("canceled", rank=1, world=2)).status == "canceled"
+
+
+def test_launcher_status_is_authoritative() -> None:
+    launcher = event(
+        kinds.STATUS, {"state": "failed", "reason": "oom", "exit_code": 137, "source": "launcher"}
+    )
+    run = fold(started(), finished("completed"), launcher)
+    assert (run.status, run.exit_code, run.error) == ("failed", 137, "oom")
+
+
+def test_watchdog_never_overrides_a_terminal_status() -> None:
+    run = fold(started(), finished("completed"), status("lost", source="watchdog"))
+    assert run.status == "completed"
+
+
+def test_watchdog_verdicts_are_not_heartbeats() -> None:
+    run = fold(started(at=0), status("lost", source="watchdog", at=100))
+    assert (run.status, run.last_heartbeat_at) == ("lost", T0)
+
+
+def test_lost_run_that_speaks_again_is_running() -> None:
+    run = fold(started(), status("lost", source="watchdog"), heartbeat(at=5))
+    assert run.status == "running"
+
+
+def test_stalled_run_returns_to_running_on_progress_not_on_a_heartbeat() -> None:
+    run = fold(started(), metrics(1), status("stalled", source="watchdog"), heartbeat(1, at=5))
+    assert run.status == "stalled"
+    run.apply(metrics(2, at=6))
+    assert run.status == "running"
+
+
+def test_explicit_progress_ends_a_stall() -> None:
+    run = fold(started(), status("stalled", source="watchdog"), heartbeat(progress=True, at=5))
+    assert run.status == "running"
+
+
+def test_straggling_flag_is_set_and_cleared() -> None:
+    body = {"straggling": True, "step": 1, "leader_step": 500}
+    run = fold(started(world=2), event(kinds.RANK_STRAGGLING, body, rank=1, world=2))
+    assert run.ranks[1].straggling
+    run.apply(event(kinds.RANK_STRAGGLING, body | {"straggling": False}, rank=1, world=2))
+    assert not run.ranks[1].straggling
+
+
+def test_params_and_tags_merge() -> None:
+    run = fold(
+        started(),
+        event(kinds.PARAMS, {"params": {"epochs": "3"}}),
+        event(kinds.TAGS, {"tags": {"team": "a"}}),
+    )
+    assert (run.params, run.tags) == ({"lr": "0.1", "epochs": "3"}, {"team": "a"})
+
+
+def test_replaying_a_suffix_of_events_gives_the_same_state() -> None:
+    events = [started(world=2), metrics(1, at=1), metrics(2, rank=1, world=2, at=2)]
+    events += [status("stalled", source="watchdog", at=3), metrics(3, at=4)]
+    events += [finished("completed", at=5), finished("completed", rank=1, world=2, at=6)]
+    once = fold(*events)
+    replayed = fold(*events)
+    for e in events[2:]:
+        replayed.apply(e)
+    assert replayed == once
+
+
+def test_a_newer_run_started_reopens_a_finished_run() -> None:
+    run = fold(
+        started(world=2),
+        finished("completed", world=2),
+        finished("completed", rank=1, world=2, at=1),
+    )
+    run.apply(started(world=2, at=0))  # a late copy of the first start
+    assert run.status == "completed"
+    run.apply(started(world=2, at=10))
+    assert (run.status, run.ended_at) == ("running", None)
+    assert {r.status for r in run.ranks.values()} == {"running"}

@@ -1,0 +1,156 @@
+"""The process around a run: exit, uncaught exceptions, SIGTERM, fork, system metrics.
+
+Each case runs a real child process whose broker address is a closed port, so every event it
+sends stays in its spool; the test then reads the spool back and checks what the child said.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from runstream.producer._spool import SpoolFolder, SpoolReader
+from runstream.schemas import default_codec, kinds
+
+
+def spooled_events(spool: Path) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for path in sorted(spool.iterdir()):
+        reader = SpoolReader(SpoolFolder(path))
+        while batch := reader.next_batch(None):
+            events.extend(default_codec().decode(value) for _, value in batch)
+            reader.commit()
+    return events
+
+
+def run_child(
+    tmp_path: Path, body: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    script = "from runstream.producer import start_run\n" + textwrap.dedent(body)
+    child_env = {
+        **os.environ,
+        "RUNSTREAM_SPOOL_DIR": str(tmp_path / "spool"),
+        "RUNSTREAM_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+        "RUNSTREAM_CLOSE_TIMEOUT": "0.5",
+        **(env or {}),
+    }
+    child_env.pop("RUNSTREAM_RUN_ID", None)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def finished_states(events: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    return [
+        (body["state"], body["reason"])
+        for kind, body in (e["body"] for e in events)
+        if kind == kinds.RANK_FINISHED
+    ]
+
+
+def test_normal_exit_without_complete_marks_completed(tmp_path: Path) -> None:
+    result = run_child(
+        tmp_path, "run = start_run('lifecycle', run_id='exit-ok')\nrun.log('x', 1.0)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert finished_states(spooled_events(tmp_path / "spool")) == [("completed", None)]
+
+
+def test_uncaught_exception_marks_failed_with_traceback(tmp_path: Path) -> None:
+    result = run_child(tmp_path, "run = start_run('lifecycle')\nraise RuntimeError('diverged')\n")
+    assert result.returncode == 1
+    [(state, reason)] = finished_states(spooled_events(tmp_path / "spool"))
+    assert state == "failed"
+    assert reason is not None
+    assert "RuntimeError: diverged" in reason
+    assert "Traceback" in reason
+
+
+def test_sigterm_marks_canceled_and_still_terminates(tmp_path: Path) -> None:
+    body = """
+        import os, signal
+        run = start_run('lifecycle')
+        run.log('loss', 0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+        import time; time.sleep(30)
+    """
+    result = run_child(tmp_path, body)
+    assert result.returncode == -signal.SIGTERM
+    events = spooled_events(tmp_path / "spool")
+    assert finished_states(events) == [("canceled", "terminated (SIGTERM)")]
+    assert any(e["body"][0] == kinds.METRICS for e in events), "what was logged before is kept"
+
+
+def test_with_block_marks_failed_on_exception(tmp_path: Path) -> None:
+    body = """
+        try:
+            with start_run('lifecycle') as run:
+                run.log('loss', 1.0)
+                raise ValueError('bad batch')
+        except ValueError:
+            pass
+    """
+    result = run_child(tmp_path, body)
+    assert result.returncode == 0, result.stderr
+    [(state, reason)] = finished_states(spooled_events(tmp_path / "spool"))
+    assert state == "failed"
+    assert reason is not None
+    assert "bad batch" in reason
+
+
+def test_forked_child_gets_its_own_identity_and_never_ends_the_run(tmp_path: Path) -> None:
+    body = """
+        import os
+        run = start_run('lifecycle', run_id='forking')
+        run.log('parent', 1.0)
+        pid = os.fork()
+        if pid == 0:
+            run.log('child', 2.0)
+            run.close(timeout=1)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        run.complete(timeout=1)
+    """
+    result = run_child(tmp_path, body)
+    assert result.returncode == 0, result.stderr
+    events = spooled_events(tmp_path / "spool")
+    by_name: dict[str, object] = {}
+    for event in events:
+        kind, body_ = event["body"]
+        if kind == kinds.METRICS:
+            by_name[body_["values"][0]["name"]] = event["producer_id"]
+    assert by_name["parent"] != by_name["child"]
+    identities = [(e["producer_id"], e["seq"]) for e in events]
+    assert len(identities) == len(set(identities))
+    assert finished_states(events) == [("completed", None)]
+
+
+def test_system_metrics_when_enabled(tmp_path: Path) -> None:
+    body = """
+        import time
+        run = start_run('lifecycle')
+        run.log('loss', 1.0, step=5)
+        time.sleep(1.0)
+        run.complete(timeout=1)
+    """
+    result = run_child(tmp_path, body, {"RUNSTREAM_SYSTEM_METRICS_INTERVAL": "0.2"})
+    assert result.returncode == 0, result.stderr
+    samples = [
+        body_
+        for kind, body_ in (e["body"] for e in spooled_events(tmp_path / "spool"))
+        if kind == kinds.METRICS and body_["values"][0]["name"].startswith("system/")
+    ]
+    assert len(samples) >= 2
+    names = {v["name"] for v in samples[0]["values"]}
+    assert {"system/process_cpu_percent", "system/process_rss_bytes"} <= names
+    assert all(s["step"] == 5 for s in samples), "samples sit at the current step: no fake progress"
