@@ -57,16 +57,24 @@ class KafkaSender:
         return producer
 
     async def send(self, frames: list[Frame]) -> bool:
-        """Send frames in order and wait for every acknowledgement; False means retry later."""
+        """Send frames in order and wait for every acknowledgement; False means retry later.
+
+        A timed-out or retriable failure keeps the producer (aiokafka reconnects by itself and
+        expires what it could not send); only a non-retriable error replaces it.
+        """
         producer = await self._connected()
         if producer is None:
             return False
         try:
             async with asyncio.timeout(self.config.send_timeout):
-                await asyncio.gather(*await self._send_batches(producer, frames))
+                futures = await self._send_batches(producer, frames)
+                await asyncio.wait(futures)  # unlike gather, never cancels aiokafka's futures
+            for future in futures:
+                future.result()
         except (KafkaError, OSError, TimeoutError) as exc:
-            self._producer = None
-            await self._discard(producer)
+            if not getattr(exc, "retriable", True):
+                self._producer = None
+                await self._discard(producer)
             self._failed(exc, "sending to Kafka failed; events wait in the spool")
             return False
         return True

@@ -1,0 +1,269 @@
+"""The producer SDK against the real stack: Kafka, the stack's persist service, PostgreSQL.
+
+Each test uses its own run ids (and spool folder), so tests share the stack's topic and tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import matplotlib
+import pytest
+
+from runstream._config import KafkaConfig, ProducerConfig
+from runstream.deploy.local import StackConfig, StackEndpoints
+from runstream.deploy.local import _process as process
+from runstream.deploy.local import up as stack_up
+from runstream.producer import Run, RunContext
+from runstream.producer.logging import RunLogHandler
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture
+async def db(stack: StackEndpoints) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(stack.admin_url)
+    yield connection
+    await connection.close()
+
+
+async def wait_for_count(
+    db: asyncpg.Connection, query: str, *args: object, expected: int, within: float = 60
+) -> int:
+    """Poll `query` (a count) until it reaches `expected`; return the last count seen."""
+    deadline = time.monotonic() + within
+    count = -1
+    while time.monotonic() < deadline:
+        count = await db.fetchval(query, *args)
+        if count >= expected:
+            await asyncio.sleep(1.0)  # let anything extra (a duplicate) arrive too
+            return int(await db.fetchval(query, *args))
+        await asyncio.sleep(0.2)
+    return count
+
+
+async def wait_for_status(
+    db: asyncpg.Connection, run_id: str, status: str, within: float = 60
+) -> str | None:
+    deadline = time.monotonic() + within
+    seen = None
+    while time.monotonic() < deadline:
+        seen = str(await db.fetchval("SELECT status FROM runs WHERE run_id = $1", run_id))
+        if seen == status:
+            return seen
+        await asyncio.sleep(0.2)
+    return seen
+
+
+def new_run(stack: StackEndpoints, tmp_path: Path, **context: Any) -> Run:
+    config = ProducerConfig(
+        kafka=KafkaConfig(bootstrap_servers=stack.bootstrap_servers), spool_dir=tmp_path / "spool"
+    )
+    run_id = context.pop("run_id", f"sdk-{uuid.uuid4().hex[:12]}")
+    return Run(RunContext(run_id=run_id, experiment="sdk-tests", **context), config)
+
+
+async def test_every_logging_call_lands_with_run_rank_name_step_value(
+    stack: StackEndpoints, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    run = new_run(stack, tmp_path, rank=0, world_size=1, name="every-call")
+    run.log("loss", 0.5)
+    run.log("loss", 0.25)
+    run.log("loss", 0.125, step=10)
+    run.log("note", "warming up")
+    run.log_metrics({"acc": 0.9, "lr": 0.01}, step=3)
+    run.log_list("losses", [3.0, 2.0, 1.0])
+    run.log_row("fits", alpha=0.5, mse=3.25, ok=True)
+    run.log_table("grid", {"alpha": [0.1, 1.0], "mse": [4.0, 5.0]})
+    figure, axes = plt.subplots()
+    axes.plot([1, 2, 3])
+    run.log_image("curve", plot=figure)
+    plt.close(figure)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    run.upload_file("notes", notes)
+    run.log_params({"batch_size": 64})
+    run.set_tags({"team": "vision"})
+    run.tag("stage", "dev")
+    run.report_progress(expect_next_in=30)
+    logger = logging.getLogger("sdk-test")
+    handler = RunLogHandler(run)
+    logger.addHandler(handler)
+    logger.warning("epoch %d done", 1)
+    logger.removeHandler(handler)
+    run.complete()
+
+    rid = run.run_id
+    assert await wait_for_status(db, rid, "completed") == "completed"
+    rows = await db.fetch(
+        "SELECT name, step, rank, value FROM metrics WHERE run_id = $1 ORDER BY name, step", rid
+    )
+    assert [tuple(r) for r in rows] == [
+        ("acc", 3, 0, 0.9),
+        ("loss", 0, 0, 0.5),
+        ("loss", 1, 0, 0.25),
+        ("loss", 10, 0, 0.125),
+        ("losses", 0, 0, 3.0),
+        ("losses", 1, 0, 2.0),
+        ("losses", 2, 0, 1.0),
+        ("lr", 3, 0, 0.01),
+    ]
+    text = await db.fetch("SELECT name, step, value FROM text_metrics WHERE run_id = $1", rid)
+    assert [tuple(r) for r in text] == [("note", 0, "warming up")]
+    tables = await db.fetch(
+        "SELECT table_name, row_data FROM table_rows WHERE run_id = $1 ORDER BY table_name, seq",
+        rid,
+    )
+    assert [r["table_name"] for r in tables] == ["fits", "grid", "grid"]
+    files = await db.fetch("SELECT name, media_type, data FROM files WHERE run_id = $1", rid)
+    by_name = {r["name"]: r for r in files}
+    assert by_name["curve"]["media_type"] == "image/png"
+    assert bytes(by_name["curve"]["data"]).startswith(b"\x89PNG")
+    assert bytes(by_name["notes"]["data"]) == b"hello"
+    meta = await db.fetchrow("SELECT name, params, tags FROM runs WHERE run_id = $1", rid)
+    assert meta is not None
+    assert meta["name"] == "every-call"
+    assert '"batch_size": "64"' in meta["params"]
+    assert '"team": "vision"' in meta["tags"]
+    assert '"stage": "dev"' in meta["tags"]
+    logs = await db.fetch("SELECT level, logger, message FROM log_records WHERE run_id = $1", rid)
+    assert ("WARNING", "sdk-test", "epoch 1 done") in [tuple(r) for r in logs]
+
+
+async def test_broker_down_for_30s_while_logging_50000_ends_with_exactly_50000_rows(
+    stack: StackEndpoints, stack_config: StackConfig, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    run = new_run(stack, tmp_path)
+    kafka_pid_file = stack_config.state_dir / "kafka" / "kafka.pid"
+    for step in range(10_000):
+        run.log("loss", float(step), step=step)
+    assert await asyncio.to_thread(run.flush, 60)
+    assert await asyncio.to_thread(process.stop, kafka_pid_file) is not None, "kafka was running"
+    try:
+        started = time.monotonic()
+        for step in range(10_000, 50_000):
+            run.log("loss", float(step), step=step)
+            if step % 1000 == 0:
+                await asyncio.sleep(0.6)  # training goes on for ~30 s while the broker is away
+        assert time.monotonic() - started >= 20
+        assert not await asyncio.to_thread(run.flush, 1), "nothing can be acknowledged now"
+    finally:
+        await stack_up(stack_config)
+    report = await asyncio.to_thread(run.complete, 120)
+    assert report.delivered, report
+    count = await wait_for_count(
+        db, "SELECT count(*) FROM metrics WHERE run_id = $1", run.run_id, expected=50_000
+    )
+    assert count == 50_000
+    distinct = await db.fetchval(
+        "SELECT count(DISTINCT step) FROM metrics WHERE run_id = $1", run.run_id
+    )
+    assert distinct == 50_000
+
+
+_KILLED_TRAINER = """
+import os, signal, sys
+from runstream.producer import start_run
+run = start_run(experiment="sdk-tests", run_id=sys.argv[1])
+for step in range(20_000):
+    run.log("loss", float(step), step=step)
+run.log("last", 1.0)
+import time; time.sleep(0.5)  # one flush interval and more: everything is on disk
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+async def test_trainer_killed_with_sigkill_then_sync_stores_every_event_once(
+    stack: StackEndpoints, run_env: dict[str, str], db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    run_id = f"sdk-killed-{uuid.uuid4().hex[:8]}"
+    spool = tmp_path / "spool"
+    env = {
+        **run_env,
+        "RUNSTREAM_SPOOL_DIR": str(spool),
+        "RUNSTREAM_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+    }
+    killed = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", _KILLED_TRAINER, run_id], env=env, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert any(spool.rglob("*.seg")), "the events wait on disk"
+    synced = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "runstream.cli", "sync", "--spool", str(spool)],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert synced.returncode == 0, synced.stderr
+    assert "delivered 20002 events" in synced.stderr  # 20,000 + `last` + RunStarted
+    count = await wait_for_count(
+        db, "SELECT count(*) FROM metrics WHERE run_id = $1", run_id, expected=20_001
+    )
+    assert count == 20_001
+    again = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "runstream.cli", "sync", "--spool", str(spool)],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "delivered 0 events" in again.stderr
+
+
+_RANK = """
+import sys
+from runstream.producer import get_run
+run = get_run()
+for step in range(50):
+    run.log("loss", 1.0 / (step + 1), step=step)
+if run.rank == int(sys.argv[1]):
+    raise RuntimeError("rank blew up")
+"""
+
+
+@pytest.mark.parametrize(("failing_rank", "status"), [(-1, "completed"), (1, "failed")])
+async def test_distributed_ranks_join_one_run(
+    run_env: dict[str, str], db: asyncpg.Connection, failing_rank: int, status: str
+) -> None:
+    run_id = f"sdk-ddp-{uuid.uuid4().hex[:8]}"
+    ranks = []
+    for rank in range(2):
+        env = {**run_env, "RUNSTREAM_RUN_ID": run_id, "RANK": str(rank), "WORLD_SIZE": "2"}
+        ranks.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                textwrap.dedent(_RANK),
+                str(failing_rank),
+                env=env,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        )
+    codes = [await rank.wait() for rank in ranks]
+    assert codes == [0, 1 if failing_rank == 1 else 0]
+    assert await wait_for_status(db, run_id, status) == status
+    per_rank = await db.fetch(
+        "SELECT rank, count(*) FROM metrics WHERE run_id = $1 GROUP BY rank ORDER BY rank", run_id
+    )
+    assert [tuple(r) for r in per_rank] == [(0, 50), (1, 50)]
+    ranks_seen = await db.fetch(
+        "SELECT rank FROM run_ranks WHERE run_id = $1 ORDER BY rank", run_id
+    )
+    assert [r["rank"] for r in ranks_seen] == [0, 1]
+    assert await db.fetchval("SELECT world_size FROM runs WHERE run_id = $1", run_id) == 2
