@@ -98,6 +98,11 @@ class RunBase:
         return self.context.experiment
 
     @property
+    def events_logged(self) -> int:
+        """Events this process handed to the shipper so far (heartbeats included)."""
+        return self._shipper.submitted
+
+    @property
     def rank(self) -> int:
         """This process's rank (0 when not distributed)."""
         return self.context.rank

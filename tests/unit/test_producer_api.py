@@ -14,6 +14,8 @@ import pytest
 from runstream import ClosedError, ValidationError
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream.producer import Run, RunContext
+from runstream.schemas import kinds
+from tests.unit.test_producer_lifecycle import spooled_events
 
 
 @pytest.fixture
@@ -25,8 +27,7 @@ def run(tmp_path: Path) -> Iterator[Run]:
 
 
 def submitted(run: Run) -> int:
-    run.flush(timeout=0.01)
-    return run._shipper.submitted
+    return run.events_logged
 
 
 @pytest.mark.parametrize(
@@ -70,13 +71,41 @@ def test_non_finite_values_are_accepted(run: Run) -> None:
     assert submitted(run) == before + 2
 
 
-def test_implicit_steps_count_per_name(run: Run) -> None:
+def test_implicit_steps_count_per_name(tmp_path: Path) -> None:
+    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path)
+    run = Run(RunContext(run_id="steps", experiment="unit"), config)
     run.log("a", 1.0)
     run.log("a", 2.0)
     run.log("b", 1.0)
     run.log("a", 3.0, step=10)
     run.log("a", 4.0)
-    assert run._steps == {"a": 12, "b": 1}
+    run.log_metrics({"a": 5.0, "b": 2.0})
+    run.close(timeout=0.2)
+    steps = [
+        (body["values"][0]["name"], body["step"])
+        for kind, body in (e["body"] for e in spooled_events(tmp_path))
+        if kind == kinds.METRICS
+    ]
+    assert steps == [("a", 0), ("a", 1), ("b", 0), ("a", 10), ("a", 11), ("a", 12)]
+
+
+def test_spool_full_drops_are_counted_and_reported(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+    config = ProducerConfig(
+        kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"),
+        spool_dir=tmp_path,
+        spool_max_bytes=20_000,
+    )
+    run = Run(RunContext(run_id="full", experiment="unit"), config, on_error=errors.append)
+    for step in range(2_000):
+        run.log("loss", 1.0, step=step)
+        if step % 500 == 0:
+            run.flush(timeout=0.2)
+    run.close(timeout=0.2)
+    assert run.problems.counts["spool_full"] >= 1
+    assert any("spool is full" in str(e) for e in errors)
+    kept = [e for e in spooled_events(tmp_path) if e["body"][0] == kinds.METRICS]
+    assert 0 < len(kept) < 2_000
 
 
 def test_images_must_be_png(run: Run, tmp_path: Path) -> None:
