@@ -7,6 +7,7 @@ installed layout, then checks it together with tests, examples and benchmarks.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -31,7 +32,14 @@ def build_tree() -> None:
 
 
 def main() -> int:
-    """Build the tree and run mypy; return its exit code."""
+    """Build the tree and run mypy; return its exit code. One run at a time per checkout."""
+    TREE.parent.mkdir(parents=True, exist_ok=True)
+    with open(TREE.parent / "typecheck.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _check()
+
+
+def _check() -> int:
     build_tree()
     folders = ("tests", "examples", "benchmarks", "tools")
     extra = [p for p in folders if any((ROOT / p).rglob("*.py"))]
