@@ -6,6 +6,7 @@ No broker is needed: events wait in the spool (the broker address points at a cl
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +137,17 @@ def test_calls_after_close_raise(run: Run) -> None:
 def test_plot_without_savefig_is_refused(run: Run) -> None:
     with pytest.raises(ValidationError, match="matplotlib"):
         run.log_image("x", plot=io.BytesIO())
+
+
+def test_close_with_a_dead_broker_returns_and_says_what_is_left(tmp_path: Path) -> None:
+    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path)
+    run = Run(RunContext(run_id="dead-broker", experiment="unit"), config)
+    for step in range(100):
+        run.log("loss", 1.0, step=step)
+    started = time.monotonic()
+    report = run.close(timeout=1.0)
+    assert time.monotonic() - started < 1.0 + 5.0, "bounded by its timeout (plus shutdown grace)"
+    assert not report.delivered
+    assert report.remaining == 101  # RunStarted + 100 values
+    assert Path(report.spool_path).is_dir()
+    assert len([e for e in spooled_events(tmp_path) if e["body"][0] == kinds.METRICS]) == 100
