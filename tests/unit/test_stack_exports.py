@@ -17,6 +17,7 @@ def test_exported_names() -> None:
         "install",
         "log_tails",
         "purge",
+        "restart",
         "status",
         "up",
     ]

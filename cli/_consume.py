@@ -1,0 +1,89 @@
+"""`runstream consume` commands: the long-running services."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import typer
+from prometheus_client import CollectorRegistry
+
+from runstream._settings import Settings
+from runstream.consumers import (
+    Address,
+    ExportService,
+    LoopOptions,
+    MetricsEndpoint,
+    PersistService,
+    RunWatchdog,
+    Service,
+    WatchPolicy,
+    run_until_signalled,
+)
+
+app = typer.Typer(help="The consumers: persist, export and watchdog.", no_args_is_help=True)
+log = logging.getLogger("runstream.consumers")
+
+
+def _serve(service: Service, registry: CollectorRegistry, address: str, variable: str) -> None:
+    """Serve `registry` on `address`, run `service` until SIGTERM/SIGINT, then stop serving."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    endpoint = MetricsEndpoint(registry, Address.parse(address, variable))
+    log.info("serving /metrics on http://%s:%d", endpoint.host, endpoint.port)
+    try:
+        asyncio.run(run_until_signalled(service, Settings().shutdown_timeout))
+    finally:
+        endpoint.close()
+
+
+@app.command("persist")
+def persist_command() -> None:
+    """Store every event in PostgreSQL (group runstream-persist); health on its own /metrics."""
+    settings = Settings()
+    registry = CollectorRegistry()
+    options = LoopOptions(group_id=settings.persist_group, client_id="runstream-persist")
+    service = PersistService(
+        settings.kafka(), settings.database(), registry=registry, options=options
+    )
+    address = settings.persist_health_address
+    _serve(service.run, registry, address, "RUNSTREAM_PERSIST_HEALTH_ADDRESS")
+
+
+@app.command("export")
+def export_command() -> None:
+    """Serve live run state as Prometheus series on RUNSTREAM_EXPORTER_ADDRESS (/metrics)."""
+    settings = Settings()
+    registry = CollectorRegistry()
+    options = LoopOptions(
+        group_id=settings.export_group, client_id="runstream-export", commit_interval=5.0
+    )
+    service = ExportService(
+        settings.kafka(),
+        settings.database(read_only=True),
+        registry=registry,
+        finished_ttl=settings.finished_run_ttl,
+        idle_ttl=settings.idle_run_ttl,
+        options=options,
+    )
+    _serve(service.run, registry, settings.exporter_address, "RUNSTREAM_EXPORTER_ADDRESS")
+
+
+@app.command("watchdog")
+def watchdog_command() -> None:
+    """Mark runs stalled or lost and ranks straggling, as status events on the topic."""
+    settings = Settings()
+    registry = CollectorRegistry()
+    policy = WatchPolicy(
+        stall_after=settings.stall_after,
+        lost_after=settings.lost_after,
+        straggler_steps=settings.straggler_steps,
+    )
+    service = RunWatchdog(
+        settings.kafka(),
+        settings.database(read_only=True),
+        registry=registry,
+        policy=policy,
+        interval=settings.watchdog_interval,
+    )
+    address = settings.watchdog_health_address
+    _serve(service.run, registry, address, "RUNSTREAM_WATCHDOG_HEALTH_ADDRESS")

@@ -1,0 +1,108 @@
+"""From Kafka records to events and dead letters: the routing decision of every consumer.
+
+A record becomes an event when the codec decodes it and the rules accept it; anything else becomes
+a `DeadLetter` carrying the codec's reason (bad_magic, unknown_fingerprint, truncated,
+trailing_bytes, bad_name, bad_step, …), or `empty` for a record without a value and `undecodable`
+for a failure the codec did not foresee. Decoding never raises, so no record can stop a partition.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from runstream._errors import DecodeError
+from runstream.schemas import EventCodec, kinds
+
+Event = dict[str, Any]
+DETAIL_MAX = 1000
+
+
+class KafkaRecord(Protocol):
+    """What a consumer needs of a record (aiokafka's `ConsumerRecord` has it)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that is not a valid event, with why and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    reason: str
+    detail: str
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """Kafka headers of the dead-letter message: reason, detail and the source position."""
+        return [
+            ("reason", self.reason.encode()),
+            ("detail", self.detail[:DETAIL_MAX].encode(errors="replace")),
+            ("source_topic", self.topic.encode()),
+            ("source_partition", str(self.partition).encode()),
+            ("source_offset", str(self.offset).encode()),
+        ]
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    """One partition's records, decoded: events in topic order, their records, dead letters."""
+
+    events: list[Event] = field(default_factory=list)
+    sources: list[KafkaRecord] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    kinds: collections.Counter[str] = field(default_factory=collections.Counter)
+    last_offset: int = -1
+
+
+def decode_record(codec: EventCodec, record: KafkaRecord) -> Event | DeadLetter:
+    """The event in `record`, or the dead letter it becomes."""
+    if record.value is None:
+        return _dead(record, b"", "empty", "record has no value")
+    try:
+        event: Event = codec.decode(record.value)
+    except DecodeError as exc:
+        return _dead(record, record.value, exc.reason, exc.detail)
+    except Exception as exc:  # a record must never stop its partition
+        return _dead(record, record.value, "undecodable", repr(exc))
+    return event
+
+
+def decode_batch(codec: EventCodec, records: Sequence[KafkaRecord]) -> DecodedBatch:
+    """Decode one partition's records, keeping topic order."""
+    batch = DecodedBatch()
+    for record in records:
+        decoded = decode_record(codec, record)
+        if isinstance(decoded, DeadLetter):
+            batch.dead.append(decoded)
+        else:
+            batch.events.append(decoded)
+            batch.sources.append(record)
+            batch.kinds[kinds.short_kind(decoded["body"][0])] += 1
+        batch.last_offset = max(batch.last_offset, record.offset)
+    return batch
+
+
+def dead_letter(record: KafkaRecord, reason: str, detail: str) -> DeadLetter:
+    """A dead letter for a record that decoded but was refused later (e.g. by the database)."""
+    return _dead(record, record.value or b"", reason, detail)
+
+
+def _dead(record: KafkaRecord, value: bytes, reason: str, detail: str) -> DeadLetter:
+    return DeadLetter(
+        record.topic, record.partition, record.offset, record.key, value, reason, detail
+    )

@@ -1,0 +1,107 @@
+"""`runstream consume export`: live run state as Prometheus series (group runstream-export).
+
+State lives in memory (`LiveRuns`) and is exposed by a custom collector (`RunCollector`); the
+service's own health (`ConsumerHealth`) is on the same registry and endpoint.
+
+Restart: the exporter first rebuilds live runs (and runs that ended within the TTL) from
+PostgreSQL's `runs`, `run_ranks` and `metric_latest`, read with the read-only role, then consumes
+from its group's committed offsets (committed every few seconds). Events between the committed
+offset and the snapshot are folded again, which changes nothing: values only move to a newer time
+and statuses are last-writer-wins in topic order. A new group (no committed offsets) reads the
+retained topic from the beginning once: starting at the end would drop whatever arrives while the
+group first forms. Whatever the snapshot missed (events the exporter had committed but persist had
+not yet written) is refreshed by the run's next event, at most one heartbeat interval later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from prometheus_client import CollectorRegistry
+
+from runstream._config import DatabaseConfig, KafkaConfig
+from runstream.consumers._collector import RunCollector
+from runstream.consumers._database import Database, DatabaseUnavailable
+from runstream.consumers._decode import DecodedBatch
+from runstream.consumers._health import ConsumerHealth
+from runstream.consumers._livestate import LiveRuns
+from runstream.consumers._loop import ConsumeLoop, LoopOptions
+from runstream.consumers._runtable import recent_runs
+from runstream.schemas import default_codec
+
+log = logging.getLogger("runstream.consumers")
+EXPORT_GROUP = "runstream-export"
+_LATEST = (
+    "SELECT run_id, name, rank, value, step, time FROM metric_latest WHERE run_id = ANY($1::text[])"
+)
+
+
+class ExportSink:
+    """Folds batches into `LiveRuns` (in memory: it cannot be unavailable)."""
+
+    def __init__(self, live: LiveRuns) -> None:
+        self._live = live
+
+    async def write(self, batch: DecodedBatch) -> None:
+        """Apply the batch's events; dead letters are only counted (persist sends them)."""
+        self._live.apply(batch.events)
+
+
+class ExportService:
+    """The exporter: Kafka → in-memory state → /metrics on the injected `registry`."""
+
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        database: DatabaseConfig | None,
+        *,
+        registry: CollectorRegistry,
+        finished_ttl: float = 600.0,
+        idle_ttl: float = 86400.0,
+        options: LoopOptions | None = None,
+    ) -> None:
+        self.live = LiveRuns(finished_ttl=finished_ttl, idle_ttl=idle_ttl)
+        self.health = ConsumerHealth(registry)
+        registry.register(RunCollector(self.live))
+        self.options = options or LoopOptions(
+            group_id=EXPORT_GROUP, client_id="runstream-export", commit_interval=5.0
+        )
+        self._kafka = kafka
+        self._database = Database(database, command_timeout=30.0) if database else None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Rebuild from PostgreSQL, then consume until `stop` is set."""
+        await self.rebuild()
+        sink = ExportSink(self.live)
+        loop = ConsumeLoop(self._kafka, self.options, sink, self.health, default_codec())
+        evictor = asyncio.create_task(self._evict_every(1.0, stop))
+        try:
+            await loop.run(stop)
+        finally:
+            evictor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await evictor
+
+    async def rebuild(self) -> bool:
+        """Load live and recently ended runs from PostgreSQL; False when it cannot be read."""
+        if self._database is None:
+            return False
+        try:
+            async with self._database.connection() as conn:
+                states = await recent_runs(conn, self.live.finished_ttl.total_seconds())
+                latest = await conn.fetch(_LATEST, list(states)) if states else []
+        except DatabaseUnavailable as exc:
+            log.warning("cannot rebuild from PostgreSQL (%s); starting from the topic", exc)
+            return False
+        finally:
+            await self._database.close()
+        self.live.load(states, [tuple(row) for row in latest])
+        log.info("rebuilt %d runs from PostgreSQL", len(states))
+        return True
+
+    async def _evict_every(self, seconds: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(seconds)
+            self.live.evict()

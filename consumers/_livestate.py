@@ -1,0 +1,94 @@
+"""`LiveRuns`: the exporter's in-memory state of the runs worth showing, and nothing more.
+
+Each run keeps its `RunState` (folded by the same rules as persist's) and the last value and step
+of each (metric, rank). A finished run leaves `finished_ttl` seconds after it ended, an unfinished
+run that has been silent for `idle_ttl` seconds leaves too, so memory and Prometheus cardinality
+are bounded by the runs alive now.
+
+Threads: the consume loop is the only writer. A scrape (another thread) copies each dict with one
+`list(d.items())`, a single C-level call that the GIL keeps atomic, and values are immutable tuples
+replaced whole, so a scrape never takes a lock the loop would wait on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from runstream.consumers._runstate import RunState
+from runstream.schemas import kinds
+
+Event = dict[str, Any]
+MetricKey = tuple[str, int]
+Latest = tuple[float, int, datetime]
+
+
+@dataclass(slots=True)
+class LiveRun:
+    """One run on /metrics: its state and the latest (value, step, time) of each metric and rank."""
+
+    state: RunState
+    metrics: dict[MetricKey, Latest] = field(default_factory=dict)
+
+    def apply(self, event: Event) -> None:
+        """Fold one event of this run."""
+        self.state.apply(event)
+        kind, body = event["body"]
+        if kind == kinds.METRICS:
+            self._values(event, body)
+
+    def _values(self, event: Event, body: dict[str, Any]) -> None:
+        rank, step, time = event["rank"], body["step"], event["time"]
+        for item in body["values"]:
+            key = (item["name"], rank)
+            current = self.metrics.get(key)
+            if current is None or time >= current[2]:
+                self.metrics[key] = (item["value"], step, time)
+
+
+class LiveRuns:
+    """The runs the exporter shows, keyed by run id."""
+
+    def __init__(self, *, finished_ttl: float, idle_ttl: float) -> None:
+        self.finished_ttl = timedelta(seconds=finished_ttl)
+        self.idle_ttl = timedelta(seconds=idle_ttl)
+        self.runs: dict[str, LiveRun] = {}
+
+    def apply(self, events: Iterable[Event]) -> None:
+        """Fold events (topic order); unknown runs are created."""
+        runs = self.runs
+        for event in events:
+            run = runs.get(event["run_id"])
+            if run is None:
+                run = runs[event["run_id"]] = LiveRun(RunState.first_seen(event))
+            run.apply(event)
+
+    def load(self, states: dict[str, RunState], latest: Sequence[Sequence[Any]]) -> None:
+        """Start from a snapshot: run states and `(run_id, name, rank, value, step, time)` rows."""
+        for run_id, state in states.items():
+            self.runs[run_id] = LiveRun(state)
+        for run_id, name, rank, value, step, time in latest:
+            run = self.runs.get(run_id)
+            if run is not None:
+                run.metrics[(name, rank)] = (value, step, time)
+
+    def evict(self, now: datetime | None = None) -> list[str]:
+        """Drop runs finished longer than `finished_ttl` ago or silent for `idle_ttl`."""
+        now = now or datetime.now(UTC)
+        gone = [run_id for run_id, run in list(self.runs.items()) if self._expired(run.state, now)]
+        for run_id in gone:
+            del self.runs[run_id]
+        return gone
+
+    def _expired(self, state: RunState, now: datetime) -> bool:
+        if state.terminal:
+            ended = state.ended_at or state.last_heartbeat_at
+            return ended is not None and now - ended > self.finished_ttl
+        heard = state.last_heartbeat_at or state.started_at
+        return heard is not None and now - heard > self.idle_ttl
+
+    def snapshot(self) -> list[tuple[str, LiveRun]]:
+        """The runs now, for a scrape (see the module docstring on threads)."""
+        return list(self.runs.items())

@@ -1,0 +1,275 @@
+"""`ConsumeLoop`: the consume → write → commit cycle that persist and export share.
+
+- A consumer group with auto-commit off. `getmany` returns records per partition; each partition's
+  records are decoded into one `DecodedBatch` and handed to the sink (persist: one transaction).
+- Offsets are committed only after the sink returned, and only for partitions still assigned; on a
+  revocation the listener commits what was already written for the partitions leaving.
+- A sink that raises a retriable `TransportError` (database down, restarting) pauses every
+  partition; the loop keeps polling (so the group keeps it as a member) and retries the same batch
+  with exponential backoff, commits nothing meanwhile, and resumes by itself.
+- Every aiokafka call that can hang runs under a timeout. On stop, the current batch finishes (the
+  service cancels it past its deadline), written offsets are committed and the group is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from runstream._config import KafkaConfig
+from runstream._errors import TransportError
+from runstream.consumers._decode import DecodedBatch, decode_batch
+from runstream.consumers._health import ConsumerHealth
+from runstream.schemas import EventCodec
+
+log = logging.getLogger("runstream.consumers")
+T = TypeVar("T")
+
+
+class BatchSink(Protocol):
+    """Where decoded batches go. Raise a retriable `TransportError` to pause and retry."""
+
+    async def write(self, batch: DecodedBatch) -> None:
+        """Write one partition's batch (events and dead letters) before its offsets commit."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoopOptions:
+    """How a service consumes: its group, batch size, timeouts and commit cadence."""
+
+    group_id: str
+    max_records: int = 5000
+    poll_seconds: float = 0.5
+    kafka_timeout: float = 30.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 10.0
+    commit_interval: float = 0.0
+    client_id: str = "runstream"
+    auto_offset_reset: str = "earliest"
+
+
+class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Keeps the loop's view of its partitions in step with the group's rebalances."""
+
+    def __init__(self, loop: ConsumeLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._loop.partitions_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._loop.partitions_assigned(set(assigned))
+
+
+class ConsumeLoop:
+    """Consumes one topic in a group, feeds a `BatchSink` and commits what it wrote."""
+
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        options: LoopOptions,
+        sink: BatchSink,
+        health: ConsumerHealth,
+        codec: EventCodec,
+    ) -> None:
+        self.kafka = kafka
+        self.options = options
+        self._sink = sink
+        self._health = health
+        self._codec = codec
+        self._consumer: Any = None
+        self._assigned: set[TopicPartition] = set()
+        self._pending: dict[TopicPartition, int] = {}
+        self._next_offset: dict[TopicPartition, int] = {}
+        self._paused = False
+        self._last_commit = time.monotonic()
+
+    async def _timed(self, call: Awaitable[T], what: str) -> T:
+        try:
+            return await asyncio.wait_for(call, self.options.kafka_timeout)
+        except TimeoutError as exc:
+            raise TransportError(f"Kafka {what} timed out", retriable=True) from exc
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set; then commit what was written and leave the group."""
+        if not await self._start(stop):
+            return
+        try:
+            while not stop.is_set():
+                records = await self._poll(self.options.poll_seconds)
+                await self._handle(records, stop)
+                if time.monotonic() - self._last_commit >= self.options.commit_interval:
+                    await self._commit()
+        finally:
+            await self._close()
+
+    async def _start(self, stop: asyncio.Event) -> bool:
+        """Join the group, retrying while Kafka cannot be reached; False if stopped first."""
+        delay = self.options.backoff_initial
+        while not stop.is_set():
+            try:
+                await self._connect()
+            except (KafkaError, TransportError) as exc:
+                log.warning("Kafka unavailable (%s); retrying in %.1fs", exc, delay)
+                await _sleep_unless(stop, delay)
+                delay = min(delay * 2, self.options.backoff_max)
+            else:
+                return True
+        return False
+
+    async def _connect(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            group_id=self.options.group_id,
+            client_id=self.options.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset=self.options.auto_offset_reset,
+            max_poll_records=self.options.max_records,
+            **self.kafka.client_options(),
+        )
+        self._consumer.subscribe([self.kafka.topic], listener=_Assignment(self))
+        try:
+            await self._timed(self._consumer.start(), "consumer start")
+        except BaseException:
+            await asyncio.shield(self._consumer.stop())
+            raise
+
+    async def _close(self) -> None:
+        try:
+            await self._commit()
+        finally:
+            try:
+                await self._timed(self._consumer.stop(), "consumer stop")
+            except (TransportError, KafkaError) as exc:
+                log.warning("leaving the consumer group failed: %s", exc)
+
+    # -- rebalances ----------------------------------------------------------------------------
+
+    async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Commit what was written for the partitions leaving, then forget them."""
+        await self._commit(only=revoked)
+        self._assigned -= revoked
+        for tp in revoked:
+            self._pending.pop(tp, None)
+            self._next_offset.pop(tp, None)
+            self._health.forget_partition(tp.topic, tp.partition)
+
+    def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Take new partitions (paused too while the sink is away)."""
+        self._assigned = set(assigned)
+        if self._paused and assigned:
+            self._consumer.pause(*assigned)
+
+    # -- one round -----------------------------------------------------------------------------
+
+    async def _poll(self, seconds: float) -> dict[TopicPartition, list[Any]]:
+        timeout_ms = int(seconds * 1000)
+        records: dict[TopicPartition, list[Any]] = await self._timed(
+            self._consumer.getmany(timeout_ms=timeout_ms), "poll"
+        )
+        return records
+
+    async def _handle(self, records: dict[TopicPartition, list[Any]], stop: asyncio.Event) -> None:
+        for tp, batch_records in records.items():
+            if tp not in self._assigned or not batch_records:
+                continue
+            batch = decode_batch(self._codec, batch_records)
+            if not await self._deliver(tp, batch, stop):
+                if stop.is_set():
+                    return
+                continue  # the partition moved to another consumer while we waited
+            self._health.consumed(batch.kinds)
+            self._health.dead(d.reason for d in batch.dead)
+            self._pending[tp] = self._next_offset[tp] = batch.last_offset + 1
+            self._observe_lag(tp)
+        self._resume()
+
+    async def _deliver(self, tp: TopicPartition, batch: DecodedBatch, stop: asyncio.Event) -> bool:
+        """Write `batch`, pausing and retrying while the sink is unavailable; False if abandoned."""
+        delay = self.options.backoff_initial
+        while True:
+            started = time.perf_counter()
+            try:
+                await self._sink.write(batch)
+            except TransportError as exc:
+                if not exc.retriable:
+                    raise
+                self._health.database_errors.inc()
+                log.warning("sink unavailable (%s); retrying in %.1fs", exc, delay)
+                if not await self._wait_paused(delay, stop) or tp not in self._assigned:
+                    return False
+                delay = min(delay * 2, self.options.backoff_max)
+                continue
+            self._health.batch_seconds.observe(time.perf_counter() - started)
+            return True
+
+    async def _wait_paused(self, seconds: float, stop: asyncio.Event) -> bool:
+        """Stay in the group without taking records for `seconds`; False when told to stop."""
+        if not self._paused:
+            self._paused = True
+            self._health.paused.set(1)
+            self._consumer.pause(*self._assigned)
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and time.monotonic() < deadline:
+            left = max(0.0, min(deadline - time.monotonic(), self.options.poll_seconds))
+            self._rewind(await self._poll(left))
+        return not stop.is_set()
+
+    def _rewind(self, records: dict[TopicPartition, list[Any]]) -> None:
+        """Put back records fetched while paused (partitions assigned meanwhile)."""
+        for tp, batch_records in records.items():
+            if batch_records:
+                self._consumer.seek(tp, batch_records[0].offset)
+                self._consumer.pause(tp)
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._health.paused.set(0)
+            self._consumer.resume(*self._consumer.assignment())
+
+    def _observe_lag(self, tp: TopicPartition) -> None:
+        highwater = self._consumer.highwater(tp)
+        if highwater is not None:
+            lag = max(0, highwater - self._next_offset[tp])
+            self._health.lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+    # -- commits -------------------------------------------------------------------------------
+
+    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        """Commit written offsets of partitions still assigned (errors: the next commit retries)."""
+        self._last_commit = time.monotonic()
+        offsets = {
+            tp: offset
+            for tp, offset in self._pending.items()
+            if tp in self._assigned and (only is None or tp in only)
+        }
+        if not offsets or self._consumer is None:
+            return
+        try:
+            await self._timed(self._consumer.commit(offsets), "commit")
+        except CommitFailedError as exc:
+            log.warning("commit refused after a rebalance (the new owner replays): %s", exc)
+            return
+        except (KafkaError, TransportError) as exc:
+            log.warning("commit failed, will retry with the next one: %s", exc)
+            return
+        for tp, offset in offsets.items():
+            if self._pending.get(tp) == offset:
+                del self._pending[tp]
+        self._health.committed()
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep `seconds`, waking early when `stop` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

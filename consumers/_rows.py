@@ -1,0 +1,141 @@
+"""Decoded events as rows of the history tables, ready for COPY into the staging tables.
+
+Every row carries the event identity (producer_id, seq[, idx]). Text that PostgreSQL cannot store
+(NUL characters; NaN and infinities inside jsonb) is made storable here rather than failing the
+batch: a NUL character becomes U+FFFD and non-finite numbers in table rows become the strings "NaN",
+"Infinity" and "-Infinity".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from runstream.schemas import kinds
+
+Event = dict[str, Any]
+Row = tuple[Any, ...]
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "metrics": ("run_id", "name", "step", "rank", "time", "value", "producer_id", "seq", "idx"),
+    "text_metrics": ("run_id", "name", "step", "rank", "time", "value", "producer_id", "seq"),
+    "table_rows": ("run_id", "table_name", "rank", "time", "row_data", "producer_id", "seq"),
+    "files": (
+        "run_id", "name", "rank", "step", "time", "media_type", "size", "data",
+        "producer_id", "seq",
+    ),
+    "log_records": (
+        "run_id", "rank", "time", "level", "logger", "message", "producer_id", "seq",
+    ),
+    "status_events": (
+        "run_id", "rank", "time", "state", "reason", "exit_code", "source", "producer_id", "seq",
+    ),
+}  # fmt: skip
+
+
+@dataclass(slots=True)
+class HistoryRows:
+    """The rows one batch adds to each history table, in topic order."""
+
+    tables: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in COLUMNS})
+
+    def add(self, event: Event) -> None:
+        """Add the rows of one event (events without history rows add nothing)."""
+        kind, body = event["body"]
+        builder = _BUILDERS.get(kind)
+        if builder is not None:
+            table, rows = builder(event, body)
+            self.tables[table].extend(rows)
+
+    def non_empty(self) -> dict[str, list[Row]]:
+        """The tables that received rows."""
+        return {table: rows for table, rows in self.tables.items() if rows}
+
+    def count(self) -> int:
+        """Rows over all tables."""
+        return sum(len(rows) for rows in self.tables.values())
+
+
+def storable(text: str | None) -> str | None:
+    """`text` without the NUL characters PostgreSQL refuses."""
+    if text is None or "\x00" not in text:
+        return text
+    return text.replace("\x00", "\ufffd")
+
+
+def json_storable(mapping: dict[str, Any]) -> str:
+    """A JSON object PostgreSQL's jsonb accepts (no NaN, no infinities, no NULs)."""
+    return json.dumps({storable(k): _json_value(v) for k, v in mapping.items()})
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, str):
+        return storable(value)
+    return value
+
+
+def _metrics(event: Event, body: dict[str, Any]) -> tuple[str, list[Row]]:
+    run_id, step, rank, time = event["run_id"], body["step"], event["rank"], event["time"]
+    producer_id, seq = event["producer_id"], event["seq"]
+    rows = [
+        (run_id, item["name"], step, rank, time, item["value"], producer_id, seq, idx)
+        for idx, item in enumerate(body["values"])
+    ]
+    return "metrics", rows
+
+
+def _text(event: Event, body: dict[str, Any]) -> tuple[str, list[Row]]:
+    row = (
+        event["run_id"], body["name"], body["step"], event["rank"], event["time"],
+        storable(body["value"]), event["producer_id"], event["seq"],
+    )  # fmt: skip
+    return "text_metrics", [row]
+
+
+def _table_row(event: Event, body: dict[str, Any]) -> tuple[str, list[Row]]:
+    row = (
+        event["run_id"], body["table"], event["rank"], event["time"],
+        json_storable(body["columns"]), event["producer_id"], event["seq"],
+    )  # fmt: skip
+    return "table_rows", [row]
+
+
+def _file(event: Event, body: dict[str, Any]) -> tuple[str, list[Row]]:
+    data = body["data"]
+    row = (
+        event["run_id"], body["name"], event["rank"], body.get("step"), event["time"],
+        storable(body["media_type"]), len(data), data, event["producer_id"], event["seq"],
+    )  # fmt: skip
+    return "files", [row]
+
+
+def _log_record(event: Event, body: dict[str, Any]) -> tuple[str, list[Row]]:
+    row = (
+        event["run_id"], event["rank"], event["time"], storable(body["level"]),
+        storable(body["logger"]), storable(body["message"]), event["producer_id"], event["seq"],
+    )  # fmt: skip
+    return "log_records", [row]
+
+
+def _status(event: Event, body: dict[str, Any]) -> tuple[str, list[Row]]:
+    source = body.get("source", "rank") if event["body"][0] == kinds.STATUS else "rank"
+    row = (
+        event["run_id"], event["rank"], event["time"], body["state"], storable(body.get("reason")),
+        body.get("exit_code"), storable(source), event["producer_id"], event["seq"],
+    )  # fmt: skip
+    return "status_events", [row]
+
+
+_BUILDERS = {
+    kinds.METRICS: _metrics,
+    kinds.TEXT: _text,
+    kinds.TABLE_ROW: _table_row,
+    kinds.FILE: _file,
+    kinds.LOG_RECORD: _log_record,
+    kinds.STATUS: _status,
+    kinds.RANK_FINISHED: _status,
+}

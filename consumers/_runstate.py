@@ -1,0 +1,268 @@
+"""How a run's events fold into the state of the run and of each of its ranks.
+
+Persist writes this state to `runs` and `run_ranks`, export keeps it in memory and the watchdog
+judges it, so all three agree. The rules:
+
+- `RunStarted` (rank 0) creates or updates the run: status running, started_at, name, params, tags,
+  host, pid, command, git commit. A `RunStarted` newer than the end of a finished run reopens it
+  (a resumed run): status running, every rank unfinished.
+- An event of an unknown run creates a minimal run (experiment, world size), so ranks whose events
+  arrive before rank 0's `RunStarted` are not lost.
+- Every event from the run itself updates its rank: it counts as a heartbeat. `Metrics` (or a
+  `Heartbeat` step) above the rank's last step is progress, and so is `Heartbeat(progress=true)`;
+  `Heartbeat.expect_next_in` is kept until the next one that gives it.
+- `RankFinished` finishes one rank. The run is `failed` as soon as a rank failed, `canceled` when a
+  rank canceled (and none failed), `completed` once every rank 0..world_size-1 completed.
+- `Status` from the run or its launcher sets the run's status as given: authoritative (a launcher's
+  `failed` with an exit code wins). `Status` from the watchdog (stalled, lost, running) never
+  overrides a terminal status.
+- A `lost` run that speaks again (any event of its own) returns to `running`; a `stalled` run when
+  it progresses again (a heartbeat alone is what `stalled` means, and would make it flap).
+- `RankStraggling` (from the watchdog) sets the rank's straggling flag; watchdog events are not
+  heartbeats of the run.
+- `Params` and `Tags` merge into the run's.
+
+Redelivered or replayed events fold to the same state: times only move forward, progress needs a
+higher step, and statuses are last-writer-wins in topic order (one run = one partition).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from runstream.schemas import kinds
+
+Event = dict[str, Any]
+FINISHED_RANK_STATES = ("completed", "failed", "canceled")
+
+
+@dataclass(slots=True)
+class RankState:
+    """One rank of a run: liveness, progress and how it ended (a `run_ranks` row)."""
+
+    run_id: str
+    rank: int
+    status: str = "running"
+    host: str | None = None
+    pid: int | None = None
+    last_heartbeat_at: datetime | None = None
+    last_progress_at: datetime | None = None
+    last_step: int | None = None
+    expect_next_in: float | None = None
+    straggling: bool = False
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+
+    def heard(self, time: datetime) -> None:
+        """The rank said something at `time`."""
+        self.last_heartbeat_at = _later(self.last_heartbeat_at, time)
+
+    def stepped(self, step: int | None, time: datetime) -> bool:
+        """A step was reported; return whether it is progress (above the last step)."""
+        if step is None or (self.last_step is not None and step <= self.last_step):
+            return False
+        self.last_step = step
+        self.progressed(time)
+        return True
+
+    def progressed(self, time: datetime) -> None:
+        """Explicit progress at `time`."""
+        self.last_progress_at = _later(self.last_progress_at, time)
+
+    def reopen(self) -> None:
+        """Forget how this rank ended (its run was resumed)."""
+        self.status, self.finished_at, self.exit_code, self.reason = "running", None, None, None
+
+
+@dataclass(slots=True)
+class RunState:
+    """One run: identity, status, params and tags, and its ranks (a `runs` row + `run_ranks`)."""
+
+    run_id: str
+    experiment: str
+    world_size: int = 1
+    name: str | None = None
+    status: str = "running"
+    status_reason: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    host: str | None = None
+    pid: int | None = None
+    command: str | None = None
+    git_commit: str | None = None
+    expect_next_in: float | None = None
+    error: str | None = None
+    exit_code: int | None = None
+    ranks: dict[int, RankState] = field(default_factory=dict)
+
+    @classmethod
+    def first_seen(cls, event: Event) -> RunState:
+        """The minimal run an event of an unknown run creates."""
+        return cls(
+            run_id=event["run_id"],
+            experiment=event["experiment"],
+            world_size=event["world_size"],
+            started_at=event["time"],
+        )
+
+    @property
+    def terminal(self) -> bool:
+        """Completed, failed or canceled."""
+        return self.status in kinds.TERMINAL_STATES
+
+    @property
+    def last_heartbeat_at(self) -> datetime | None:
+        """Newest heartbeat of any rank."""
+        return _newest(r.last_heartbeat_at for r in self.ranks.values())
+
+    @property
+    def last_progress_at(self) -> datetime | None:
+        """Newest progress of any rank."""
+        return _newest(r.last_progress_at for r in self.ranks.values())
+
+    @property
+    def last_step(self) -> int | None:
+        """Highest step of any rank."""
+        steps = [r.last_step for r in self.ranks.values() if r.last_step is not None]
+        return max(steps, default=None)
+
+    def rank(self, rank: int) -> RankState:
+        """The state of `rank`, created on first use."""
+        state = self.ranks.get(rank)
+        if state is None:
+            state = self.ranks[rank] = RankState(self.run_id, rank)
+        return state
+
+    def apply(self, event: Event) -> None:
+        """Fold one event of this run into the state (the rules in the module docstring)."""
+        kind, body = event["body"]
+        self.world_size = max(self.world_size, event["world_size"])
+        if not from_watchdog(kind, body):
+            self._heard(event, kind, body)
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            getattr(self, handler)(event, body)
+
+    def _heard(self, event: Event, kind: str, body: dict[str, Any]) -> None:
+        rank = self.rank(event["rank"])
+        rank.heard(event["time"])
+        progress = False
+        if kind == kinds.METRICS:
+            progress = rank.stepped(body["step"], event["time"])
+        elif kind == kinds.HEARTBEAT:
+            progress = self._heartbeat(rank, event["time"], body)
+        if self.status == "lost" or (self.status == "stalled" and progress):
+            self._set_status("running", None)
+
+    def _heartbeat(self, rank: RankState, time: datetime, body: dict[str, Any]) -> bool:
+        progress = rank.stepped(body.get("step"), time)
+        if body.get("progress"):
+            rank.progressed(time)
+            progress = True
+        if body.get("expect_next_in") is not None:
+            rank.expect_next_in = self.expect_next_in = body["expect_next_in"]
+        return progress
+
+    def _set_status(self, status: str, reason: str | None) -> None:
+        self.status, self.status_reason = status, reason
+
+    def _end(self, status: str, time: datetime, reason: str | None, exit_code: int | None) -> None:
+        self._set_status(status, reason)
+        self.ended_at = time
+        if exit_code is not None:
+            self.exit_code = exit_code
+        if status == "failed":
+            self.error = reason
+
+    def _started(self, event: Event, body: dict[str, Any]) -> None:
+        time = event["time"]
+        if self.terminal and self.ended_at is not None and time <= self.ended_at:
+            return  # a late copy of the start of a run that has ended since
+        if self.terminal:
+            for rank in self.ranks.values():
+                rank.reopen()
+            self.ended_at = self.error = self.exit_code = None
+        self._set_status("running", None)
+        self.world_size = event["world_size"]
+        self.started_at = time
+        self.name = body.get("name")
+        self.params.update(body.get("params", {}))
+        self.tags.update(body.get("tags", {}))
+        self.host, self.pid = body.get("host"), body.get("pid")
+        self.command, self.git_commit = body.get("command"), body.get("git_commit")
+        rank = self.rank(event["rank"])
+        rank.host, rank.pid = self.host, self.pid
+
+    def _status(self, event: Event, body: dict[str, Any]) -> None:
+        state, reason = body["state"], body.get("reason")
+        if body.get("source") == "watchdog":
+            if not self.terminal:
+                self._set_status(state, reason)
+        elif state in kinds.TERMINAL_STATES:
+            self._end(state, event["time"], reason, body.get("exit_code"))
+        else:
+            self._set_status(state, reason)
+            self.ended_at = None
+
+    def _rank_finished(self, event: Event, body: dict[str, Any]) -> None:
+        state = body["state"]
+        if state not in FINISHED_RANK_STATES:
+            return
+        rank = self.rank(event["rank"])
+        rank.status, rank.finished_at = state, event["time"]
+        rank.exit_code, rank.reason = body.get("exit_code"), body.get("reason")
+        verdict = self._verdict_from_ranks()
+        if verdict is not None and verdict != self.status:
+            self._end(verdict, event["time"], rank.reason, rank.exit_code)
+
+    def _verdict_from_ranks(self) -> str | None:
+        states = {r.status for r in self.ranks.values()}
+        if "failed" in states:
+            return None if self.status == "failed" else "failed"
+        if "canceled" in states:
+            return None if self.status in ("failed", "canceled") else "canceled"
+        everyone = all(
+            self.ranks.get(n) is not None and self.ranks[n].status == "completed"
+            for n in range(self.world_size)
+        )
+        return "completed" if everyone and not self.terminal else None
+
+    def _straggling(self, event: Event, body: dict[str, Any]) -> None:
+        self.rank(event["rank"]).straggling = bool(body["straggling"])
+
+    def _params(self, _event: Event, body: dict[str, Any]) -> None:
+        self.params.update(body["params"])
+
+    def _tags(self, _event: Event, body: dict[str, Any]) -> None:
+        self.tags.update(body["tags"])
+
+
+def from_watchdog(kind: str, body: dict[str, Any]) -> bool:
+    """Whether an event is a watchdog verdict rather than something the run itself said."""
+    if kind == kinds.RANK_STRAGGLING:
+        return True
+    return kind == kinds.STATUS and body.get("source") == "watchdog"
+
+
+_HANDLERS = {
+    kinds.RUN_STARTED: "_started",
+    kinds.STATUS: "_status",
+    kinds.RANK_FINISHED: "_rank_finished",
+    kinds.RANK_STRAGGLING: "_straggling",
+    kinds.PARAMS: "_params",
+    kinds.TAGS: "_tags",
+}
+
+
+def _later(current: datetime | None, time: datetime) -> datetime:
+    return time if current is None or time > current else current
+
+
+def _newest(times: Any) -> datetime | None:
+    present = [t for t in times if t is not None]
+    return max(present, default=None)

@@ -1,0 +1,99 @@
+"""`EventStore`: writes one batch of decoded events to PostgreSQL in one transaction.
+
+Each history table gets a COPY into its session-local staging table (`stage_*`, emptied at every
+commit) and one `INSERT … SELECT … ON CONFLICT DO NOTHING`: the primary keys hold the event
+identity, so a redelivered batch inserts nothing twice. `metric_latest` is updated from the rows the
+insert actually returned, so a replay never counts a value twice. Runs touched by the batch are
+locked, folded (`RunState.apply`) and written back in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from runstream.consumers._database import Connection
+from runstream.consumers._rows import COLUMNS, HistoryRows
+from runstream.consumers._runstate import RunState
+from runstream.consumers._runtable import lock_runs, write_runs
+
+Event = dict[str, Any]
+
+STAGING_TABLES = (*COLUMNS, "runs", "run_ranks")
+
+_INSERT_METRICS = """
+WITH inserted AS (
+    INSERT INTO metrics (run_id, name, step, rank, time, value, producer_id, seq, idx)
+    SELECT run_id, name, step, rank, time, value, producer_id, seq, idx FROM stage_metrics
+    ON CONFLICT DO NOTHING
+    RETURNING run_id, name, rank, step, time, value, seq, idx
+), newest AS (
+    SELECT DISTINCT ON (run_id, name, rank) run_id, name, rank, step, time, value,
+           count(*) OVER w AS n, min(value) OVER w AS lo, max(value) OVER w AS hi
+    FROM inserted
+    WINDOW w AS (PARTITION BY run_id, name, rank)
+    ORDER BY run_id, name, rank, time DESC, seq DESC, idx DESC
+)
+INSERT INTO metric_latest AS m (run_id, name, rank, step, time, value, count, min, max)
+SELECT run_id, name, rank, step, time, value, n, lo, hi FROM newest
+ON CONFLICT (run_id, name, rank) DO UPDATE SET
+    step = CASE WHEN excluded.time >= m.time THEN excluded.step ELSE m.step END,
+    value = CASE WHEN excluded.time >= m.time THEN excluded.value ELSE m.value END,
+    time = greatest(m.time, excluded.time),
+    count = m.count + excluded.count,
+    min = least(m.min, excluded.min),
+    max = greatest(m.max, excluded.max)
+"""
+
+
+def _insert(table: str) -> str:
+    columns = ", ".join(COLUMNS[table])
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM stage_{table} "
+        "ON CONFLICT DO NOTHING"
+    )
+
+
+_INSERTS = {table: _insert(table) for table in COLUMNS} | {"metrics": _INSERT_METRICS}
+
+
+async def create_staging_tables(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Create this session's staging tables (asyncpg pool `init`): empty after every commit."""
+    for table in STAGING_TABLES:
+        await conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} (LIKE {table} INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
+        )
+
+
+def fold_runs(known: dict[str, RunState], events: Sequence[Event]) -> dict[str, RunState]:
+    """Apply `events` (topic order) to the runs they belong to; unknown runs are created."""
+    touched: dict[str, RunState] = {}
+    for event in events:
+        run_id = event["run_id"]
+        run = touched.get(run_id) or known.get(run_id) or RunState.first_seen(event)
+        touched[run_id] = run
+        run.apply(event)
+    return touched
+
+
+class EventStore:
+    """Writes batches of events into PostgreSQL through an asyncpg connection."""
+
+    async def write(self, conn: Connection, events: Sequence[Event]) -> int:
+        """Write `events` in one transaction; return how many history rows were staged."""
+        history = HistoryRows()
+        for event in events:
+            history.add(event)
+        async with conn.transaction():
+            run_ids = sorted({e["run_id"] for e in events})
+            known = await lock_runs(conn, run_ids)
+            for table, rows in history.non_empty().items():
+                columns = COLUMNS[table]
+                await conn.copy_records_to_table(f"stage_{table}", records=rows, columns=columns)
+                await conn.execute(_INSERTS[table])
+            await write_runs(conn, fold_runs(known, events).values())
+        count: int = history.count()
+        return count

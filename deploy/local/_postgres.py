@@ -1,0 +1,207 @@
+"""PostgreSQL from Debian's packages, in the state folder, run by an unprivileged system user.
+
+PostgreSQL refuses to run as root, so when the stack runs as root the cluster belongs to the
+system user `runstream-pg` (created on first use) and every server command runs through `runuser`.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import signal
+import stat
+import subprocess
+from pathlib import Path
+
+import asyncpg
+
+from runstream.deploy.local._config import (
+    ADMIN_PASSWORD,
+    ADMIN_ROLE,
+    DATABASE,
+    HOST,
+    READER_PASSWORD,
+    READER_ROLE,
+    WRITER_PASSWORD,
+    WRITER_ROLE,
+)
+from runstream.deploy.local._service import Service, StackError, render
+
+OS_USER = "runstream-pg"
+_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes, the socket name adds ".s.PGSQL.<port>"
+_PROBE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_GRANTS = (
+    f"ALTER SCHEMA public OWNER TO {WRITER_ROLE}",
+    f"GRANT USAGE ON SCHEMA public TO {READER_ROLE}",
+    f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER_ROLE}",
+    f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {READER_ROLE}",
+    f"ALTER DEFAULT PRIVILEGES FOR ROLE {WRITER_ROLE} GRANT USAGE ON SCHEMAS TO {READER_ROLE}",
+    f"ALTER DEFAULT PRIVILEGES FOR ROLE {WRITER_ROLE} GRANT SELECT ON TABLES TO {READER_ROLE}",
+    f"ALTER DEFAULT PRIVILEGES FOR ROLE {WRITER_ROLE} GRANT SELECT ON SEQUENCES TO {READER_ROLE}",
+)
+
+
+def postgres_bin() -> Path | None:
+    """The `bin` folder of the newest PostgreSQL under /usr/lib/postgresql, if any."""
+    found = [p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")]
+    if not found:
+        return None
+    return max(found, key=lambda path: [int(n) for n in re.findall(r"\d+", path.parent.name)])
+
+
+class PostgresServer(Service):
+    """The PostgreSQL cluster under `<state>/postgres/data`, database `runstream` and its roles."""
+
+    name = "postgres"
+    stop_signal = signal.SIGINT  # "fast" shutdown: roll back, disconnect clients, checkpoint
+
+    @property
+    def address(self) -> str:
+        """`host:port` of the server."""
+        return f"{HOST}:{self.config.postgres_port}"
+
+    @property
+    def data(self) -> Path:
+        """The cluster's data folder."""
+        return self.home / "data"
+
+    def prepare(self) -> None:
+        """Create the folders and the cluster on first use; write the server config."""
+        socket_dir = self.home / "run"
+        if len(f"{socket_dir}/.s.PGSQL.{self.config.postgres_port}") > _SOCKET_PATH_MAX:
+            raise self.fail(f"state folder path too long for a unix socket: {socket_dir}")
+        self._check_reachable()
+        for folder in (self.home, socket_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o700)
+        self.log_file.touch()
+        self._give_to_owner(self.home, socket_dir, self.log_file)
+        if not (self.data / "PG_VERSION").exists():
+            self._initdb()
+        render("pg_hba.conf", self.data / "pg_hba.conf")
+        render("postgresql.conf", self.data / "runstream.conf", **self._conf_values(socket_dir))
+        self._include_runstream_conf()
+        self._give_to_owner(self.data / "pg_hba.conf", self.data / "runstream.conf")
+
+    def launch(self) -> int:
+        """`pg_ctl start` as the owner; return the postmaster's pid."""
+        argv = [str(self._bin("pg_ctl")), "start", "-D", str(self.data), "-l", str(self.log_file)]
+        self._run_as_owner([*argv, "-w", "-t", "120", "-s"], what="pg_ctl start")
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    async def probe(self) -> bool:
+        """Whether the admin role can connect and run a query."""
+        try:
+            connection = await asyncpg.connect(self._maintenance_url(), timeout=2)
+        except _PROBE_ERRORS:
+            return False
+        try:
+            return bool(await connection.fetchval("SELECT 1", timeout=2))
+        except _PROBE_ERRORS:
+            return False
+        finally:
+            await connection.close()
+
+    async def configure(self) -> None:
+        """Create (or update) the writer and reader roles, the database and the grants."""
+        try:
+            await self._provision()
+        except _PROBE_ERRORS as exc:
+            raise self.fail(f"creating the roles and the database failed: {exc!r}") from exc
+
+    async def _provision(self) -> None:
+        server = await asyncpg.connect(self._maintenance_url())
+        try:
+            await _ensure_role(server, WRITER_ROLE, WRITER_PASSWORD)
+            await _ensure_role(server, READER_ROLE, READER_PASSWORD)
+            if not await server.fetchval("SELECT 1 FROM pg_database WHERE datname=$1", DATABASE):
+                await server.execute(f"CREATE DATABASE {DATABASE} OWNER {WRITER_ROLE}")
+        finally:
+            await server.close()
+        database = await asyncpg.connect(self.config.database_url(ADMIN_ROLE))
+        try:
+            for statement in _GRANTS:
+                await database.execute(statement)
+        finally:
+            await database.close()
+
+    def _check_reachable(self) -> None:
+        """The cluster's owner must be able to walk down to its folder."""
+        if os.geteuid() != 0:
+            return
+        for folder in self.home.parents:
+            mode = folder.stat().st_mode if folder.exists() else stat.S_IXOTH
+            if not mode & stat.S_IXOTH:
+                raise self.fail(f"{OS_USER} cannot enter {folder} (needs o+x); move the state")
+
+    def _maintenance_url(self) -> str:
+        """The admin's URL for the `postgres` database, which exists from the start."""
+        return self.config.database_url(ADMIN_ROLE).rpartition("/")[0] + "/postgres"
+
+    def _initdb(self) -> None:
+        password_file = self.home / "admin-password"
+        password_file.write_text(ADMIN_PASSWORD + "\n")
+        self._give_to_owner(password_file)
+        argv = [str(self._bin("initdb")), "-D", str(self.data), "-U", ADMIN_ROLE]
+        argv += [f"--pwfile={password_file}", "-A", "scram-sha-256", "-E", "UTF8"]
+        try:
+            self._run_as_owner([*argv, "--locale=C.UTF-8"], what="initdb")
+        finally:
+            password_file.unlink()
+
+    def _conf_values(self, socket_dir: Path) -> dict[str, object]:
+        return {"port": self.config.postgres_port, "socket_dir": socket_dir}
+
+    def _include_runstream_conf(self) -> None:
+        main = self.data / "postgresql.conf"
+        line = "include_if_exists = 'runstream.conf'\n"
+        if line not in main.read_text():
+            with main.open("a") as handle:
+                handle.write("\n" + line)
+
+    def _bin(self, program: str) -> Path:
+        folder = postgres_bin()
+        if folder is None:
+            raise StackError(self.name, "not installed: run `runstream stack install`")
+        return folder / program
+
+    def _run_as_owner(self, argv: list[str], *, what: str) -> None:
+        if os.geteuid() == 0:
+            argv = ["runuser", "-u", ensure_os_user(), "--", *argv]
+        with self.log_file.open("ab") as log:
+            done = subprocess.run(
+                argv, check=False, cwd=self.home, stdout=log, stderr=log, timeout=180
+            )
+        if done.returncode:
+            raise self.fail(f"{what} failed (exit {done.returncode})")
+
+    def _give_to_owner(self, *paths: Path) -> None:
+        if os.geteuid() != 0:
+            return
+        owner = pwd.getpwnam(ensure_os_user())
+        for path in paths:
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+
+
+def ensure_os_user() -> str:
+    """The unprivileged system user that owns the cluster, created if missing (root only)."""
+    try:
+        pwd.getpwnam(OS_USER)
+    except KeyError:
+        pass
+    else:
+        return OS_USER
+    argv = ["useradd", "--system", "--user-group", "--no-create-home"]
+    argv += ["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", OS_USER]
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
+    if done.returncode:
+        raise StackError("postgres", f"useradd {OS_USER} failed: {done.stderr.strip()}")
+    return OS_USER
+
+
+async def _ensure_role(connection: asyncpg.Connection, role: str, password: str) -> None:
+    exists = await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname=$1", role)
+    verb = "ALTER" if exists else "CREATE"
+    literal = "'" + password.replace("'", "''") + "'"
+    await connection.execute(f"{verb} ROLE {role} LOGIN PASSWORD {literal}")

@@ -1,0 +1,82 @@
+"""Integration fixtures: the real local stack (deploy/local), a fresh topic per test, and the
+environment that points a subprocess at the stack.
+
+Every test under tests/integration is marked `integration`. The session's stack is brought up
+once (a no-op when it already runs) and left running for the next session; `runstream stack down`
+stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import NewTopic
+
+from runstream._settings import Settings
+from runstream.deploy import local
+from runstream.deploy.local._kafka import admin_client
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test in this folder `integration`."""
+    for item in items:
+        if _HERE in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack_config() -> local.StackConfig:
+    """The stack `RUNSTREAM_STACK_*` describes (by default `.stack` on the default ports)."""
+    return local.StackConfig.from_settings(Settings())
+
+
+@pytest.fixture(scope="session")
+def stack(stack_config: local.StackConfig) -> local.StackEndpoints:
+    """The running local stack's addresses; brings it up unless every service answers already.
+
+    On failure the test fails with the end of every service's log.
+    """
+    try:
+        asyncio.run(local.up(stack_config))
+    except local.StackError as exc:
+        pytest.fail(failure_report(stack_config, exc), pytrace=False)
+    return stack_config.endpoints()
+
+
+@pytest.fixture
+def run_env(stack_config: local.StackConfig, stack: local.StackEndpoints) -> dict[str, str]:
+    """A complete environment for a subprocess (`subprocess.run(..., env=run_env)`): this
+    process's environment without its own `RUNSTREAM_*`, plus the stack's `RUNSTREAM_*`."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
+    return inherited | stack_config.env()
+
+
+@pytest.fixture
+async def unique_topic(
+    stack: local.StackEndpoints, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """A new topic with 4 partitions for this test only (deleted afterwards)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name)[:80]
+    name = f"test.{slug}.{uuid.uuid4().hex[:8]}"
+    async with admin_client(stack.bootstrap_servers) as admin:
+        response = await admin.create_topics([NewTopic(name, 4, 1)])
+        assert [error[1] for error in response.topic_errors] == [0], response
+    yield name
+    async with admin_client(stack.bootstrap_servers) as admin:
+        await admin.delete_topics([name])
+
+
+def failure_report(config: local.StackConfig, error: local.StackError) -> str:
+    """The error plus the end of each service's log."""
+    parts = [f"the local stack did not come up: {error}"]
+    for name, tail in local.log_tails(config).items():
+        parts.append(f"----- {name} log (end) -----\n{tail}")
+    return "\n".join(parts)

@@ -1,0 +1,98 @@
+"""The watchdog's verdicts: lost, stalled, running again, straggling ranks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from runstream.consumers import RankState, RunState, WatchPolicy, judge
+from runstream.schemas import kinds
+
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+POLICY = WatchPolicy(stall_after=60, lost_after=30, straggler_steps=100)
+
+
+def ago(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
+
+
+def run(*ranks: RankState, status: str = "running", expect: float | None = None) -> RunState:
+    state = RunState("r1", "exp", world_size=len(ranks), status=status, started_at=ago(1000))
+    state.expect_next_in = expect
+    state.ranks = {r.rank: r for r in ranks}
+    return state
+
+
+def rank(
+    n: int, *, heard: float = 1, progressed: float | None = 1, step: int | None = 10
+) -> RankState:
+    return RankState(
+        "r1",
+        n,
+        last_heartbeat_at=ago(heard),
+        last_progress_at=None if progressed is None else ago(progressed),
+        last_step=step,
+    )
+
+
+def outcomes(state: RunState) -> list[tuple[int, str]]:
+    return [(v.rank, v.outcome) for v in judge(state, NOW, POLICY)]
+
+
+def test_a_healthy_run_gets_no_verdict() -> None:
+    assert outcomes(run(rank(0), rank(1))) == []
+
+
+def test_one_silent_rank_makes_the_run_lost() -> None:
+    [verdict] = judge(run(rank(0), rank(1, heard=31)), NOW, POLICY)
+    assert (verdict.kind, verdict.outcome, verdict.body["source"]) == (
+        kinds.STATUS,
+        "lost",
+        "watchdog",
+    )
+    assert "rank 1" in verdict.body["reason"]
+
+
+def test_heartbeats_without_progress_make_it_stalled() -> None:
+    assert outcomes(run(rank(0, progressed=61), rank(1, progressed=70))) == [(0, "stalled")]
+
+
+def test_the_expected_time_given_by_the_run_replaces_the_default() -> None:
+    assert outcomes(run(rank(0, progressed=20), expect=15)) == [(0, "stalled")]
+    assert outcomes(run(rank(0, progressed=20), expect=600)) == []
+
+
+def test_no_progress_yet_counts_from_the_start() -> None:
+    assert outcomes(run(rank(0, progressed=None, step=None))) == [(0, "stalled")]
+
+
+def test_a_stalled_or_lost_run_that_is_fine_again_is_running() -> None:
+    assert outcomes(run(rank(0), status="stalled")) == [(0, "running")]
+    assert outcomes(run(rank(0), status="lost")) == [(0, "running")]
+
+
+def test_the_same_verdict_is_not_repeated() -> None:
+    assert outcomes(run(rank(0, heard=100), status="lost")) == []
+
+
+def test_finished_runs_and_ranks_are_not_judged() -> None:
+    assert outcomes(run(rank(0, heard=1000), status="completed")) == []
+    finished = rank(1, heard=1000)
+    finished.finished_at = ago(999)
+    assert outcomes(run(rank(0), finished)) == []
+
+
+def test_a_rank_trailing_the_leader_by_more_than_the_margin_straggles_then_catches_up() -> None:
+    slow = rank(2, step=10)
+    state = run(rank(0, step=200), rank(1, step=150), slow)
+    [verdict] = judge(state, NOW, POLICY)
+    assert (verdict.kind, verdict.rank, verdict.body) == (
+        kinds.RANK_STRAGGLING,
+        2,
+        {"straggling": True, "step": 10, "leader_step": 200},
+    )
+    slow.straggling, slow.last_step = True, 150
+    assert outcomes(state) == [(2, "caught_up")]
+
+
+def test_ranks_without_steps_are_not_stragglers() -> None:
+    assert outcomes(run(rank(0, step=500), rank(1, step=None))) == []
