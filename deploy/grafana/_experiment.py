@@ -1,0 +1,130 @@
+"""The Experiment overview dashboard: every run of an experiment, and one metric across them."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.models import dashboard as models
+
+from runstream.deploy.grafana._panels import (
+    category_bars_panel,
+    row,
+    sql_variable,
+    stat_panel,
+    step_panel,
+    table_panel,
+    timeseries_panel,
+    transformation,
+)
+from runstream.deploy.grafana._targets import promql, sql
+
+UID = "runstream-experiment"
+
+# `lowest`/`highest` are the best value for a loss or an accuracy respectively; `last` is the
+# value at the run's last logged step (rank 0, or the lowest rank that logged the metric).
+RUNS = """
+    SELECT r.run_id, coalesce(r.name, r.run_id) AS name, r.status,
+           r.started_at, r.ended_at,
+           extract(epoch FROM coalesce(r.ended_at, now()) - r.started_at) AS duration_seconds,
+           r.world_size, r.last_step,
+           m.value AS last, m.min AS lowest, m.max AS highest
+    FROM runs r
+    LEFT JOIN LATERAL (
+        SELECT value, min, max FROM metric_latest
+        WHERE run_id = r.run_id AND name = '$metric' ORDER BY rank LIMIT 1
+    ) m ON true
+    WHERE r.experiment = '$experiment'
+      AND ($__timeFilter(r.started_at) OR r.ended_at IS NULL)
+    ORDER BY r.started_at DESC NULLS LAST LIMIT 500
+"""
+
+RUNS_BY_STATUS = """
+    SELECT status, count(*) AS runs
+    FROM runs
+    WHERE experiment = '$experiment' AND ($__timeFilter(started_at) OR ended_at IS NULL)
+    GROUP BY status ORDER BY status
+"""
+
+LAST_VALUE_PER_RUN = """
+    SELECT coalesce(r.name, r.run_id) AS run, m.value AS "$metric"
+    FROM runs r
+    JOIN LATERAL (
+        SELECT value FROM metric_latest
+        WHERE run_id = r.run_id AND name = '$metric' ORDER BY rank LIMIT 1
+    ) m ON true
+    WHERE r.experiment = '$experiment' AND ($__timeFilter(r.started_at) OR r.ended_at IS NULL)
+    ORDER BY r.started_at DESC NULLS LAST LIMIT 30
+"""
+
+# The 20 most recent runs, each curve bucketed to at most ~500 points.
+METRIC_ACROSS_RUNS = """
+    WITH recent AS (
+        SELECT run_id, coalesce(name, run_id) AS run FROM runs
+        WHERE experiment = '$experiment' AND ($__timeFilter(started_at) OR ended_at IS NULL)
+        ORDER BY started_at DESC NULLS LAST LIMIT 20
+    ), span AS (
+        SELECT recent.run_id, (
+            SELECT max(step) FROM metrics WHERE run_id = recent.run_id AND name = '$metric'
+        ) AS hi FROM recent
+    )
+    SELECT recent.run, min(m.step) AS step, avg(m.value) AS value
+    FROM metrics m JOIN recent USING (run_id) JOIN span USING (run_id)
+    WHERE m.name = '$metric'
+    GROUP BY recent.run, m.step / greatest(1, span.hi / 500)
+    ORDER BY 1, 2
+"""
+
+
+def variables() -> list[cogbuilder.Builder[models.VariableModel]]:
+    """Experiment → metric."""
+    return [
+        sql_variable("experiment", "Experiment", "SELECT DISTINCT experiment FROM runs ORDER BY 1"),
+        sql_variable(
+            "metric",
+            "Metric",
+            "SELECT DISTINCT m.name FROM metric_latest m JOIN runs r USING (run_id)"
+            " WHERE r.experiment = '$experiment' ORDER BY 1",
+        ),
+    ]
+
+
+def dashboard() -> dashboard_builders.Dashboard:
+    """The Experiment overview dashboard."""
+    board = (
+        dashboard_builders.Dashboard("runstream · Experiment overview")
+        .uid(UID)
+        .tags(["runstream"])
+        .time("now-7d", "now")
+        .refresh("30s")
+        .variables(variables())
+    )
+    board = board.with_row(row("Runs"))
+    board = board.with_panel(stat_panel("Runs by status", sql(RUNS_BY_STATUS), width=24, height=4))
+    board = board.with_panel(table_panel("Runs", sql(RUNS), width=24, height=10))
+    board = board.with_row(row("$metric across runs"))
+    board = board.with_panel(
+        step_panel("$metric against step", sql(METRIC_ACROSS_RUNS)).with_transformation(
+            transformation("partitionByValues", {"fields": ["run"], "keepFields": False})
+        )
+    )
+    board = board.with_panel(
+        category_bars_panel("$metric: last value per run", sql(LAST_VALUE_PER_RUN), "run")
+    )
+    board = board.with_panel(
+        timeseries_panel(
+            "$metric live, per run",
+            [
+                promql(
+                    "max by (run_id) (runstream_metric_value"
+                    '{experiment="$experiment", metric="$metric"})',
+                    "{{run_id}}",
+                )
+            ],
+        )
+    )
+    return board.with_panel(
+        timeseries_panel(
+            "Steps per second per run",
+            [promql('run:runstream_run_step:deriv2m{experiment="$experiment"}', "{{run_id}}")],
+        )
+    )
