@@ -2,7 +2,7 @@
 PYTHON ?= python3
 RUNSTREAM ?= $(PYTHON) -m runstream.cli
 
-.PHONY: help install stack down demo lint test
+.PHONY: help install install-ci stack down demo lint test
 
 help:
 	@echo "make install   install runstream and its dev tools (editable)"
@@ -10,10 +10,13 @@ help:
 	@echo "make down      stop the local stack"
 	@echo "make demo      stack + examples/train.py, then where to look"
 	@echo "make lint      ruff check, ruff format --check, mypy --strict"
-	@echo "make test      install, stack, lint, pytest (unit and integration)"
+	@echo "make test      install (with torch for the DDP example), stack, lint, pytest"
 
 install:
 	$(PYTHON) -m pip install -e '.[dev]'
+
+install-ci:
+	$(PYTHON) -m pip install -e '.[dev,ddp]'
 
 stack:
 	$(RUNSTREAM) stack up
@@ -35,5 +38,5 @@ lint:
 	ruff format --check .
 	$(PYTHON) tools/typecheck.py
 
-test: install stack lint
+test: install-ci stack lint
 	$(PYTHON) -m pytest

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from runstream.cli import _consume, _db, _stack, _sync
+from runstream.cli import (
+    _consume,
+    _db,
+    _export,
+    _grafana,
+    _launch,
+    _plot,
+    _query,
+    _stack,
+    _sync,
+    _watch,
+)
+from runstream.cli._format import unwrap
 
 app = typer.Typer(
     name="runstream",
@@ -15,7 +27,19 @@ app = typer.Typer(
 app.add_typer(_stack.app, name="stack")
 app.add_typer(_db.app, name="db")
 app.add_typer(_consume.app, name="consume")
+app.add_typer(_grafana.app, name="grafana")
 app.command(name="sync")(_sync.sync)
+app.command(
+    name="run",
+    help=unwrap(_launch.run.__doc__),
+    context_settings={"allow_interspersed_args": False},
+    no_args_is_help=True,
+)(_launch.run)
+app.command(name="watch", help=unwrap(_watch.watch.__doc__))(_watch.watch)
+app.command(name="runs", help=unwrap(_query.runs.__doc__))(_query.runs)
+app.command(name="show", help=unwrap(_query.show.__doc__))(_query.show)
+app.command(name="metrics", help=unwrap(_export.metrics.__doc__))(_export.metrics)
+app.command(name="plot", help=unwrap(_plot.plot.__doc__))(_plot.plot)
 
 
 def main() -> None:

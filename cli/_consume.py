@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import typer
 from prometheus_client import CollectorRegistry
@@ -25,10 +26,16 @@ app = typer.Typer(help="The consumers: persist, export and watchdog.", no_args_i
 log = logging.getLogger("runstream.consumers")
 
 
-def _serve(service: Service, registry: CollectorRegistry, address: str, variable: str) -> None:
+def _serve(
+    service: Service,
+    registry: CollectorRegistry,
+    address: str,
+    variable: str,
+    extra: Callable[[], str] | None = None,
+) -> None:
     """Serve `registry` on `address`, run `service` until SIGTERM/SIGINT, then stop serving."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    endpoint = MetricsEndpoint(registry, Address.parse(address, variable))
+    endpoint = MetricsEndpoint(registry, Address.parse(address, variable), extra=extra)
     log.info("serving /metrics on http://%s:%d", endpoint.host, endpoint.port)
     try:
         asyncio.run(run_until_signalled(service, Settings().shutdown_timeout))
@@ -65,7 +72,9 @@ def export_command() -> None:
         idle_ttl=settings.idle_run_ttl,
         options=options,
     )
-    _serve(service.run, registry, settings.exporter_address, "RUNSTREAM_EXPORTER_ADDRESS")
+    address = settings.exporter_address
+    render = service.collector.render
+    _serve(service.run, registry, address, "RUNSTREAM_EXPORTER_ADDRESS", render)
 
 
 @app.command("watchdog")
