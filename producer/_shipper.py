@@ -71,6 +71,7 @@ class Shipper:
         self._closing = False
         self._loop = asyncio.new_event_loop()
         self._wake = asyncio.Event()
+        self._written_more = asyncio.Event()
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, name="runstream-shipper", daemon=True)
         self._thread.start()
@@ -105,6 +106,7 @@ class Shipper:
         self._refuse_on_loop_thread("close")
         if not self._closing:
             self._closing = True
+            self._spill()  # whatever happens next, every submitted event is on disk
             self.flush(timeout)
             with contextlib.suppress(RuntimeError):  # the loop already ended
                 self._loop.call_soon_threadsafe(self._finish)
@@ -166,29 +168,38 @@ class Shipper:
                 self._settled.notify_all()
 
     async def _main(self) -> None:
+        """Every flush interval: caller's frames to disk, then what is due (heartbeats). Sending
+        runs as its own task, so a slow or absent broker never delays the write to disk.
+        """
         sender = KafkaSender(self.config, self.problems)
-        orphans = asyncio.create_task(self._deliver_orphans(sender))
+        tasks = [
+            asyncio.create_task(self._send_own(sender)),
+            asyncio.create_task(self._deliver_orphans(sender)),
+        ]
         try:
-            while True:
-                with self._disk_lock:
-                    self._drain_to_disk()
-                await self._send_own(sender)
-                if self._closing and self._finishing:
-                    break
+            while not self._finishing:
+                self._write_pending()
                 self._tick()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.config.flush_interval)
+            self._write_pending()
         finally:
-            orphans.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await orphans
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await sender.stop()
             self._writer.close()
             if self.written == self.acked:
                 self.folder.remove()
 
     _finishing = False
+
+    def _write_pending(self) -> None:
+        with self._disk_lock:
+            self._drain_to_disk()
+        if self.written > self.acked:
+            self._written_more.set()
 
     def _tick(self) -> None:
         if self._on_tick is None or self._closing:
@@ -203,10 +214,19 @@ class Shipper:
         self._wake.set()
 
     async def _send_own(self, sender: KafkaSender) -> None:
-        while self.acked < self.written and not self._finishing:
+        """Send what reached the disk, in order, until cancelled."""
+        while True:
+            if self.acked >= self.written:
+                self._written_more.clear()
+                await self._written_more.wait()
+                continue
             frames = self._reader.next_batch(self._writer.segment)
-            if not frames or not await sender.send(frames):
-                return
+            if not frames:
+                await asyncio.sleep(self.config.flush_interval)
+                continue
+            if not await sender.send(frames):
+                await asyncio.sleep(self.config.flush_interval)
+                continue
             self._reader.commit()
             with self._settled:
                 self.acked += len(frames)

@@ -21,6 +21,7 @@ from aiokafka.admin import NewTopic
 from runstream._settings import Settings
 from runstream.deploy import local
 from runstream.deploy.local._kafka import admin_client
+from tests.integration.support import Rows
 
 _HERE = Path(__file__).parent
 
@@ -49,6 +50,12 @@ def stack(stack_config: local.StackConfig) -> local.StackEndpoints:
     except local.StackError as exc:
         pytest.fail(failure_report(stack_config, exc), pytrace=False)
     return stack_config.endpoints()
+
+
+@pytest.fixture
+def db(stack: local.StackEndpoints) -> Rows:
+    """Blocking reads as the read-only role (the role the CLI and Grafana use)."""
+    return Rows(stack.reader_url)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ what a user would then find in PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -14,43 +13,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
-from runstream.deploy.local import StackEndpoints
+from tests.integration.support import Rows
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RUNSTREAM = [sys.executable, "-m", "runstream.cli"]
-
-
-class Rows:
-    """Reads as the reader role, one connection per call, so that tests stay plain functions
-    that drive the CLI with blocking subprocess calls, as a user's shell does."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        return list(asyncio.run(self._call("fetch", query, *args)))
-
-    def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = asyncio.run(self._call("fetchrow", query, *args))
-        return row
-
-    def fetchval(self, query: str, *args: object) -> Any:
-        return asyncio.run(self._call("fetchval", query, *args))
-
-    async def _call(self, method: str, query: str, *args: object) -> Any:
-        connection = await asyncpg.connect(self.url)
-        try:
-            return await getattr(connection, method)(query, *args)
-        finally:
-            await connection.close()
-
-
-@pytest.fixture
-def db(stack: StackEndpoints) -> Rows:
-    return Rows(stack.reader_url)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ with SIGTERM, and `--show-output` streaming while the command still runs.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import selectors
 import signal
@@ -17,42 +16,11 @@ import uuid
 from pathlib import Path
 from typing import IO, Any
 
-import asyncpg
 import pytest
 
-from runstream.deploy.local import StackEndpoints
+from tests.integration.support import Rows
 
 RUNSTREAM = [sys.executable, "-m", "runstream.cli"]
-
-
-class Rows:
-    """Reads as the reader role, one connection per call, so that tests stay plain functions
-    that drive the CLI with blocking subprocess calls, as a user's shell does."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        return list(asyncio.run(self._call("fetch", query, *args)))
-
-    def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = asyncio.run(self._call("fetchrow", query, *args))
-        return row
-
-    def fetchval(self, query: str, *args: object) -> Any:
-        return asyncio.run(self._call("fetchval", query, *args))
-
-    async def _call(self, method: str, query: str, *args: object) -> Any:
-        connection = await asyncpg.connect(self.url)
-        try:
-            return await getattr(connection, method)(query, *args)
-        finally:
-            await connection.close()
-
-
-@pytest.fixture
-def db(stack: StackEndpoints) -> Rows:
-    return Rows(stack.reader_url)
 
 
 @pytest.fixture

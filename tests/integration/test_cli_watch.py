@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 import re
@@ -14,47 +13,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import pytest
 
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream.deploy.local import StackEndpoints
 from runstream.producer import Run, RunContext
+from tests.integration.support import Rows
 
 RUNSTREAM = [sys.executable, "-m", "runstream.cli"]
 _ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\r")
-
-
-class Rows:
-    """Reads as the reader role, one connection per call, so that tests stay plain functions
-    that drive the CLI with blocking subprocess calls, as a user's shell does."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        return list(asyncio.run(self._call("fetch", query, *args)))
-
-    def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = asyncio.run(self._call("fetchrow", query, *args))
-        return row
-
-    def fetchval(self, query: str, *args: object) -> Any:
-        return asyncio.run(self._call("fetchval", query, *args))
-
-    async def _call(self, method: str, query: str, *args: object) -> Any:
-        connection = await asyncpg.connect(self.url)
-        try:
-            return await getattr(connection, method)(query, *args)
-        finally:
-            await connection.close()
-
-
-@pytest.fixture
-def db(stack: StackEndpoints) -> Rows:
-    return Rows(stack.reader_url)
 
 
 @pytest.fixture

@@ -32,34 +32,34 @@ matplotlib.use("Agg")
 
 
 @pytest.fixture
-async def db(stack: StackEndpoints) -> AsyncIterator[asyncpg.Connection]:
+async def admin_db(stack: StackEndpoints) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(stack.admin_url)
     yield connection
     await connection.close()
 
 
 async def wait_for_count(
-    db: asyncpg.Connection, query: str, *args: object, expected: int, within: float = 60
+    admin_db: asyncpg.Connection, query: str, *args: object, expected: int, within: float = 60
 ) -> int:
     """Poll `query` (a count) until it reaches `expected`; return the last count seen."""
     deadline = time.monotonic() + within
     count = -1
     while time.monotonic() < deadline:
-        count = await db.fetchval(query, *args)
+        count = await admin_db.fetchval(query, *args)
         if count >= expected:
             await asyncio.sleep(1.0)  # let anything extra (a duplicate) arrive too
-            return int(await db.fetchval(query, *args))
+            return int(await admin_db.fetchval(query, *args))
         await asyncio.sleep(0.2)
     return count
 
 
 async def wait_for_status(
-    db: asyncpg.Connection, run_id: str, status: str, within: float = 60
+    admin_db: asyncpg.Connection, run_id: str, status: str, within: float = 60
 ) -> str | None:
     deadline = time.monotonic() + within
     seen = None
     while time.monotonic() < deadline:
-        seen = str(await db.fetchval("SELECT status FROM runs WHERE run_id = $1", run_id))
+        seen = str(await admin_db.fetchval("SELECT status FROM runs WHERE run_id = $1", run_id))
         if seen == status:
             return seen
         await asyncio.sleep(0.2)
@@ -75,7 +75,7 @@ def new_run(stack: StackEndpoints, tmp_path: Path, **context: Any) -> Run:
 
 
 async def test_every_logging_call_lands_with_run_rank_name_step_value(
-    stack: StackEndpoints, db: asyncpg.Connection, tmp_path: Path
+    stack: StackEndpoints, admin_db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
@@ -107,8 +107,8 @@ async def test_every_logging_call_lands_with_run_rank_name_step_value(
     run.complete()
 
     rid = run.run_id
-    assert await wait_for_status(db, rid, "completed") == "completed"
-    rows = await db.fetch(
+    assert await wait_for_status(admin_db, rid, "completed") == "completed"
+    rows = await admin_db.fetch(
         "SELECT name, step, rank, value FROM metrics WHERE run_id = $1 ORDER BY name, step", rid
     )
     assert [tuple(r) for r in rows] == [
@@ -121,30 +121,32 @@ async def test_every_logging_call_lands_with_run_rank_name_step_value(
         ("losses", 2, 0, 1.0),
         ("lr", 3, 0, 0.01),
     ]
-    text = await db.fetch("SELECT name, step, value FROM text_metrics WHERE run_id = $1", rid)
+    text = await admin_db.fetch("SELECT name, step, value FROM text_metrics WHERE run_id = $1", rid)
     assert [tuple(r) for r in text] == [("note", 0, "warming up")]
-    tables = await db.fetch(
+    tables = await admin_db.fetch(
         "SELECT table_name, row_data FROM table_rows WHERE run_id = $1 ORDER BY table_name, seq",
         rid,
     )
     assert [r["table_name"] for r in tables] == ["fits", "grid", "grid"]
-    files = await db.fetch("SELECT name, media_type, data FROM files WHERE run_id = $1", rid)
+    files = await admin_db.fetch("SELECT name, media_type, data FROM files WHERE run_id = $1", rid)
     by_name = {r["name"]: r for r in files}
     assert by_name["curve"]["media_type"] == "image/png"
     assert bytes(by_name["curve"]["data"]).startswith(b"\x89PNG")
     assert bytes(by_name["notes"]["data"]) == b"hello"
-    meta = await db.fetchrow("SELECT name, params, tags FROM runs WHERE run_id = $1", rid)
+    meta = await admin_db.fetchrow("SELECT name, params, tags FROM runs WHERE run_id = $1", rid)
     assert meta is not None
     assert meta["name"] == "every-call"
     assert '"batch_size": "64"' in meta["params"]
     assert '"team": "vision"' in meta["tags"]
     assert '"stage": "dev"' in meta["tags"]
-    logs = await db.fetch("SELECT level, logger, message FROM log_records WHERE run_id = $1", rid)
+    logs = await admin_db.fetch(
+        "SELECT level, logger, message FROM log_records WHERE run_id = $1", rid
+    )
     assert ("WARNING", "sdk-test", "epoch 1 done") in [tuple(r) for r in logs]
 
 
 async def test_broker_down_for_30s_while_logging_50000_ends_with_exactly_50000_rows(
-    stack: StackEndpoints, stack_config: StackConfig, db: asyncpg.Connection, tmp_path: Path
+    stack: StackEndpoints, stack_config: StackConfig, admin_db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     run = new_run(stack, tmp_path)
     kafka_pid_file = stack_config.state_dir / "kafka" / "kafka.pid"
@@ -165,10 +167,10 @@ async def test_broker_down_for_30s_while_logging_50000_ends_with_exactly_50000_r
     report = await asyncio.to_thread(run.complete, 120)
     assert report.delivered, report
     count = await wait_for_count(
-        db, "SELECT count(*) FROM metrics WHERE run_id = $1", run.run_id, expected=50_000
+        admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run.run_id, expected=50_000
     )
     assert count == 50_000
-    distinct = await db.fetchval(
+    distinct = await admin_db.fetchval(
         "SELECT count(DISTINCT step) FROM metrics WHERE run_id = $1", run.run_id
     )
     assert distinct == 50_000
@@ -187,7 +189,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 async def test_trainer_killed_with_sigkill_then_sync_stores_every_event_once(
-    stack: StackEndpoints, run_env: dict[str, str], db: asyncpg.Connection, tmp_path: Path
+    stack: StackEndpoints, run_env: dict[str, str], admin_db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     run_id = f"sdk-killed-{uuid.uuid4().hex[:8]}"
     spool = tmp_path / "spool"
@@ -212,7 +214,7 @@ async def test_trainer_killed_with_sigkill_then_sync_stores_every_event_once(
     assert synced.returncode == 0, synced.stderr
     assert "delivered 20002 events" in synced.stderr  # 20,000 + `last` + RunStarted
     count = await wait_for_count(
-        db, "SELECT count(*) FROM metrics WHERE run_id = $1", run_id, expected=20_001
+        admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run_id, expected=20_001
     )
     assert count == 20_001
     again = await asyncio.to_thread(
@@ -239,7 +241,7 @@ if run.rank == int(sys.argv[1]):
 
 @pytest.mark.parametrize(("failing_rank", "status"), [(-1, "completed"), (1, "failed")])
 async def test_distributed_ranks_join_one_run(
-    run_env: dict[str, str], db: asyncpg.Connection, failing_rank: int, status: str
+    run_env: dict[str, str], admin_db: asyncpg.Connection, failing_rank: int, status: str
 ) -> None:
     run_id = f"sdk-ddp-{uuid.uuid4().hex[:8]}"
     ranks = []
@@ -257,13 +259,13 @@ async def test_distributed_ranks_join_one_run(
         )
     codes = [await rank.wait() for rank in ranks]
     assert codes == [0, 1 if failing_rank == 1 else 0]
-    assert await wait_for_status(db, run_id, status) == status
-    per_rank = await db.fetch(
+    assert await wait_for_status(admin_db, run_id, status) == status
+    per_rank = await admin_db.fetch(
         "SELECT rank, count(*) FROM metrics WHERE run_id = $1 GROUP BY rank ORDER BY rank", run_id
     )
     assert [tuple(r) for r in per_rank] == [(0, 50), (1, 50)]
-    ranks_seen = await db.fetch(
+    ranks_seen = await admin_db.fetch(
         "SELECT rank FROM run_ranks WHERE run_id = $1 ORDER BY rank", run_id
     )
     assert [r["rank"] for r in ranks_seen] == [0, 1]
-    assert await db.fetchval("SELECT world_size FROM runs WHERE run_id = $1", run_id) == 2
+    assert await admin_db.fetchval("SELECT world_size FROM runs WHERE run_id = $1", run_id) == 2
