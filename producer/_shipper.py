@@ -192,6 +192,8 @@ class Shipper:
             self._writer.close()
             if self.written == self.acked:
                 self.folder.remove()
+            else:
+                self.folder.unlock()  # what is left is `runstream sync`'s (or the next run's)
 
     _finishing = False
 

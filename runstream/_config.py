@@ -8,11 +8,15 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from runstream._errors import ConfigError
 
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL = (None, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_TLS = ("SSL", "SASL_SSL")
+_TLS_FILES = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,25 +41,64 @@ class KafkaConfig:
             raise ConfigError(f"security_protocol={self.security_protocol!r}: one of {_PROTOCOLS}")
         if self.sasl_mechanism not in _SASL:
             raise ConfigError(f"sasl_mechanism={self.sasl_mechanism!r}: one of {_SASL}")
-        if self.security_protocol.startswith("SASL") and not self.sasl_username:
-            raise ConfigError(f"security_protocol={self.security_protocol}: needs sasl_username")
+        self._check_security()
+
+    def _check_security(self) -> None:
+        """Credentials that the protocol would ignore, or a SASL protocol without them, fail.
+
+        Messages name the setting, never the password.
+        """
+        protocol = self.security_protocol
+        if protocol.startswith("SASL"):
+            for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
+                if not getattr(self, name):
+                    raise ConfigError(f"security_protocol={protocol}: needs {name}")
+        elif self.sasl_mechanism or self.sasl_username or self.sasl_password:
+            raise ConfigError(
+                f"SASL credentials are set but security_protocol={protocol} does not use them: "
+                "use SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        tls_files = [name for name in _TLS_FILES if getattr(self, name)]
+        if tls_files and protocol not in _TLS:
+            raise ConfigError(
+                f"{tls_files[0]}={getattr(self, tls_files[0])!r} is set but "
+                f"security_protocol={protocol} has no TLS: use SSL or SASL_SSL"
+            )
 
     def client_options(self) -> dict[str, Any]:
-        """Keyword arguments for aiokafka clients (secrets included, never logged)."""
+        """Keyword arguments for aiokafka clients (secrets included, never logged).
+
+        aiokafka takes the SCRAM user and password as `sasl_plain_username`/`_password` too.
+        """
         options: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers,
             "security_protocol": self.security_protocol,
         }
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            context = ssl.create_default_context(cafile=self.ssl_cafile)
-            if self.ssl_certfile:
-                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
-            options["ssl_context"] = context
+        if self.security_protocol in _TLS:
+            options["ssl_context"] = self.ssl_context()
         if self.sasl_mechanism:
             options["sasl_mechanism"] = self.sasl_mechanism
             options["sasl_plain_username"] = self.sasl_username
             options["sasl_plain_password"] = self.sasl_password
         return options
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A TLS context that verifies the brokers' certificates and names.
+
+        It trusts `ssl_cafile` (the system's CAs when unset) and presents `ssl_certfile` (with
+        `ssl_keyfile`) when set. A file that cannot be loaded is a `ConfigError` naming it.
+        """
+        try:
+            context = ssl.create_default_context(cafile=self.ssl_cafile)
+        except OSError as exc:
+            raise ConfigError(f"ssl_cafile={self.ssl_cafile!r}: cannot load it: {exc}") from exc
+        if self.ssl_certfile:
+            try:
+                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, password=_no_password)
+            except OSError as exc:
+                files = f"ssl_certfile={self.ssl_certfile!r}, ssl_keyfile={self.ssl_keyfile!r}"
+                raise ConfigError(f"{files}: cannot load them (an unencrypted key): {exc}") from exc
+        return context
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +132,13 @@ class ProducerConfig:
 
 @dataclass(frozen=True, slots=True)
 class DatabaseConfig:
-    """PostgreSQL: the writer's URL for services, the reader's for queries."""
+    """PostgreSQL: the writer's URL for services, the reader's for queries.
+
+    TLS goes in the URL, as libpq spells it and asyncpg reads it:
+    `postgresql://user:password@host:5432/runstream?sslmode=verify-full&sslrootcert=/path/ca.pem`
+    (`verify-full` checks the server's certificate against that CA and its name against `host`).
+    The URL is never shown by `repr` nor put in an error message.
+    """
 
     url: str = field(
         default="postgresql://runstream_writer:runstream-writer-local@127.0.0.1:15432/runstream",
@@ -101,7 +150,15 @@ class DatabaseConfig:
     def __post_init__(self) -> None:
         if not self.url.startswith(("postgresql://", "postgres://")):
             raise ConfigError("database url: expected postgresql://user@host:port/db")
+        sslmode = parse_qs(urlsplit(self.url).query).get("sslmode", ["prefer"])[-1]
+        if sslmode not in _SSLMODES:
+            raise ConfigError(f"database url: sslmode={sslmode!r}: one of {_SSLMODES}")
         _positive("max_connections", self.max_connections)
+
+
+def _no_password() -> bytes:
+    """OpenSSL's key-password callback: never prompt on a terminal (a service has none)."""
+    return b""
 
 
 def _positive(name: str, value: float) -> None:

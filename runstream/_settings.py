@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     prometheus_url: str = Field("http://127.0.0.1:19090", description="Prometheus HTTP API")
     alertmanager_url: str = Field("http://127.0.0.1:19095", description="Alertmanager HTTP API")
     database_admin_url: SecretStr | None = Field(None, description="Admin URL (local stack, tests)")
+    stack_secure: bool = Field(
+        False, description="Local stack: SASL_SSL Kafka, TLS-only PostgreSQL, random passwords"
+    )
+
+    # Grafana (`runstream grafana push`)
+    grafana_url: str | None = Field(None, description="Grafana base URL for `grafana push`")
+    grafana_token: SecretStr | None = Field(None, description="Grafana service account token")
+    grafana_user: str | None = Field(None, description="Grafana basic-auth user")
+    grafana_password: SecretStr | None = Field(None, description="Grafana basic-auth password")
+    grafana_postgres_url: SecretStr | None = Field(
+        None, description="Read-only PostgreSQL URL as Grafana reaches it"
+    )
 
     def kafka(self) -> KafkaConfig:
         """The Kafka part as a frozen config."""

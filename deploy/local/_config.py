@@ -5,8 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
+from runstream._config import KafkaConfig
 from runstream._errors import ConfigError
+from runstream.deploy.local._secure import (
+    KAFKA_ADMIN_USER,
+    KAFKA_CLIENT_USER,
+    SecureFolder,
+    StackSecrets,
+)
 
 if TYPE_CHECKING:
     from runstream._settings import Settings
@@ -19,6 +27,11 @@ WRITER_ROLE = "runstream_writer"
 WRITER_PASSWORD = "runstream-writer-local"  # noqa: S105 - a well-known local-only password
 READER_ROLE = "runstream_reader"
 READER_PASSWORD = "runstream-reader-local"  # noqa: S105 - a well-known local-only password
+_LOCAL_PASSWORDS = {
+    ADMIN_ROLE: ADMIN_PASSWORD,
+    WRITER_ROLE: WRITER_PASSWORD,
+    READER_ROLE: READER_PASSWORD,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +53,9 @@ class StackEndpoints:
 class StackConfig:
     """One local stack: its state folder and ports.
 
-    Two configs with different folders and ports are two independent stacks.
+    Two configs with different folders and ports are two independent stacks. A `secure` stack
+    speaks SASL_SSL (SCRAM-SHA-512) on its Kafka listener and TLS only on PostgreSQL's TCP port,
+    with its own CA and random passwords under `<state_dir>/secure/` (see `_secure`).
     """
 
     state_dir: Path = Path(".stack")
@@ -54,6 +69,7 @@ class StackConfig:
     watchdog_health_address: str = "127.0.0.1:19102"
     topic: str = "runstream.events"
     dlq_topic: str = "runstream.events.dlq"
+    secure: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())
@@ -80,6 +96,7 @@ class StackConfig:
             watchdog_health_address=settings.watchdog_health_address,
             topic=settings.topic,
             dlq_topic=settings.dlq_topic,
+            secure=settings.stack_secure,
         )
 
     @property
@@ -87,16 +104,59 @@ class StackConfig:
         """The Kafka bootstrap address clients use."""
         return f"{HOST}:{self.kafka_port}"
 
-    def database_url(self, role: str = WRITER_ROLE) -> str:
-        """A libpq URL for one of the stack's roles (writer, reader or admin)."""
-        passwords = {
-            ADMIN_ROLE: ADMIN_PASSWORD,
-            WRITER_ROLE: WRITER_PASSWORD,
-            READER_ROLE: READER_PASSWORD,
+    @property
+    def secure_folder(self) -> SecureFolder:
+        """Where a secure stack keeps its CA, certificate, key and passwords."""
+        return SecureFolder(self.state_dir / "secure")
+
+    def secrets(self) -> StackSecrets:
+        """A secure stack's passwords (made on first use); `ConfigError` for a plain stack."""
+        if not self.secure:
+            raise ConfigError("secrets: this stack is not secure (StackConfig(secure=True))")
+        return self.secure_folder.secrets()
+
+    def password(self, role: str) -> str:
+        """The password of a PostgreSQL role: well-known locally, random on a secure stack."""
+        if role not in _LOCAL_PASSWORDS:
+            raise ConfigError(f"role={role!r}: expected one of {sorted(_LOCAL_PASSWORDS)}")
+        if not self.secure:
+            return _LOCAL_PASSWORDS[role]
+        secrets = self.secrets()
+        chosen = {
+            ADMIN_ROLE: secrets.postgres_admin,
+            WRITER_ROLE: secrets.postgres_writer,
+            READER_ROLE: secrets.postgres_reader,
         }
-        if role not in passwords:
-            raise ConfigError(f"role={role!r}: expected one of {sorted(passwords)}")
-        return f"postgresql://{role}:{passwords[role]}@{HOST}:{self.postgres_port}/{DATABASE}"
+        return chosen[role]
+
+    def database_url(self, role: str = WRITER_ROLE, *, database: str = DATABASE) -> str:
+        """A libpq URL for one of the stack's roles (writer, reader or admin).
+
+        On a secure stack it asks for TLS with the server's name checked against the stack's CA
+        (`?sslmode=verify-full&sslrootcert=…`).
+        """
+        url = f"postgresql://{role}:{self.password(role)}@{HOST}:{self.postgres_port}/{database}"
+        if self.secure:
+            url += f"?sslmode=verify-full&sslrootcert={quote(str(self.secure_folder.ca))}"
+        return url
+
+    def kafka(self, *, admin: bool = False) -> KafkaConfig:
+        """How a client reaches this stack's Kafka: as the client user, or as the broker's admin."""
+        if not self.secure:
+            return KafkaConfig(
+                bootstrap_servers=self.bootstrap_servers, topic=self.topic, dlq_topic=self.dlq_topic
+            )
+        secrets = self.secrets()
+        return KafkaConfig(
+            bootstrap_servers=self.bootstrap_servers,
+            topic=self.topic,
+            dlq_topic=self.dlq_topic,
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_username=KAFKA_ADMIN_USER if admin else KAFKA_CLIENT_USER,
+            sasl_password=secrets.kafka_admin if admin else secrets.kafka_client,
+            ssl_cafile=str(self.secure_folder.ca),
+        )
 
     def endpoints(self) -> StackEndpoints:
         """Where the services answer once the stack is up."""
@@ -112,8 +172,16 @@ class StackConfig:
         )
 
     def env(self) -> dict[str, str]:
-        """Every `RUNSTREAM_*` variable that points a client, a service or the CLI at this stack."""
+        """Every `RUNSTREAM_*` variable that points a client, a service or the CLI at this stack.
+
+        A secure stack's values include its passwords (`RUNSTREAM_KAFKA_SASL_PASSWORD` and the
+        database URLs): this is what `runstream stack env` prints for `eval`, and how the stack
+        hands them to its services (environment, never a command line).
+        """
         points = self.endpoints()
+        return self._stack_env(points) | _kafka_env(self.kafka())
+
+    def _stack_env(self, points: StackEndpoints) -> dict[str, str]:
         return {
             "RUNSTREAM_STACK_DIR": str(self.state_dir),
             "RUNSTREAM_STACK_KAFKA_PORT": str(self.kafka_port),
@@ -132,11 +200,23 @@ class StackConfig:
             "RUNSTREAM_EXPORTER_ADDRESS": self.exporter_address,
             "RUNSTREAM_PERSIST_HEALTH_ADDRESS": self.persist_health_address,
             "RUNSTREAM_WATCHDOG_HEALTH_ADDRESS": self.watchdog_health_address,
+            "RUNSTREAM_STACK_SECURE": str(self.secure).lower(),
         }
 
     @staticmethod
     def _addresses() -> tuple[str, ...]:
         return ("exporter_address", "persist_health_address", "watchdog_health_address")
+
+
+def _kafka_env(kafka: KafkaConfig) -> dict[str, str]:
+    values = {
+        "RUNSTREAM_KAFKA_SECURITY_PROTOCOL": kafka.security_protocol,
+        "RUNSTREAM_KAFKA_SASL_MECHANISM": kafka.sasl_mechanism,
+        "RUNSTREAM_KAFKA_SASL_USERNAME": kafka.sasl_username,
+        "RUNSTREAM_KAFKA_SASL_PASSWORD": kafka.sasl_password,
+        "RUNSTREAM_KAFKA_SSL_CAFILE": kafka.ssl_cafile,
+    }
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def http_url(address: str) -> str:

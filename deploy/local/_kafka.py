@@ -1,22 +1,33 @@
-"""Apache Kafka 4 in KRaft mode: one node that is broker and controller, jars from Maven Central."""
+"""Apache Kafka 4 in KRaft mode: one node that is broker and controller, jars from Maven Central.
+
+On a secure stack the client listener is SASL_SSL (SCRAM-SHA-512): the SCRAM users are created
+when the storage is formatted, from an argument file (0600) rather than the command line, and the
+broker's own password sits in `server.properties` (0600).
+"""
 
 from __future__ import annotations
 
 import base64
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from runstream._config import KafkaConfig
 from runstream.deploy.local import _process
 from runstream.deploy.local._config import HOST
 from runstream.deploy.local._probes import tcp_open
-from runstream.deploy.local._service import Service, StackError, render
+from runstream.deploy.local._secure import (
+    KAFKA_ADMIN_USER,
+    KAFKA_CLIENT_USER,
+    write_private,
+)
+from runstream.deploy.local._service import Service, StackError, fill, render
 
 _JVM_OPTIONS = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true")
 _TOPIC_ALREADY_EXISTS = 36
@@ -47,13 +58,13 @@ class KafkaBroker(Service):
     def prepare(self) -> None:
         """Write `server.properties` and the log4j2 config; format the storage the first time."""
         data = self.home / "data"
-        render(
-            "kafka-server.properties",
-            self.home / "server.properties",
-            port=self.config.kafka_port,
-            controller_port=self.config.kafka_controller_port,
-            data_dir=data,
-        )
+        config = self.config
+        ports = {"port": config.kafka_port, "controller_port": config.kafka_controller_port}
+        text = fill("kafka-server.properties", data_dir=data, **ports)
+        if config.secure:
+            text = merge_properties(text, self._secure_properties(ports))
+        self.home.mkdir(parents=True, exist_ok=True)
+        write_private(self.home / "server.properties", text.encode())
         render("kafka-log4j2.properties", self.home / "log4j2.properties")
         if not (data / "meta.properties").exists():
             self._format()
@@ -68,7 +79,7 @@ class KafkaBroker(Service):
         if not await tcp_open(HOST, self.config.kafka_port):
             return False
         try:
-            async with admin_client(self.address) as admin:
+            async with admin_client(self.config.kafka(admin=True)) as admin:
                 await admin.list_topics()
         except (KafkaError, OSError, TimeoutError):
             return False
@@ -78,19 +89,48 @@ class KafkaBroker(Service):
         """Create the events topic (8 partitions) and the dead-letter topic (2) if missing."""
         topics = {self.config.topic: 8, self.config.dlq_topic: 2}
         try:
-            await ensure_topics(self.address, topics)
+            await ensure_topics(self.config.kafka(admin=True), topics)
         except (KafkaError, OSError, TimeoutError) as exc:
             raise self.fail(f"could not create topics {sorted(topics)}: {exc!r}") from exc
 
+    def _secure_properties(self, ports: Mapping[str, int]) -> str:
+        """The SASL_SSL listener's settings; writes the broker's PEM key store (0600)."""
+        folder = self.config.secure_folder.ensure()
+        keystore = self.home / "keystore.pem"
+        write_private(keystore, folder.key.read_bytes() + folder.certificate.read_bytes())
+        return fill(
+            "kafka-server-secure.properties",
+            admin_user=KAFKA_ADMIN_USER,
+            admin_password=self.config.secrets().kafka_admin,
+            keystore=keystore,
+            truststore=folder.ca,
+            **ports,
+        )
+
     def _format(self) -> None:
-        argv = self._java("kafka.tools.StorageTool", "format", "-t", self._cluster_id())
-        argv += ["-c", str(self.home / "server.properties")]
-        with self.log_file.open("ab") as log:
+        args = ["kafka.tools.StorageTool", "format", "-t", self._cluster_id()]
+        args += ["-c", str(self.home / "server.properties"), *self._scram_users()]
+        with (
+            argument_file(self.home / "format.args", args) as arguments,
+            self.log_file.open("ab") as log,
+        ):
+            argv = self._java(f"@{arguments}")
             done = subprocess.run(
                 argv, check=False, cwd=self.home, stdout=log, stderr=log, timeout=180
             )
         if done.returncode:
             raise self.fail(f"formatting the storage failed (exit {done.returncode})")
+
+    def _scram_users(self) -> list[str]:
+        """`--add-scram` arguments for the broker's and the clients' users (secure stack)."""
+        if not self.config.secure:
+            return []
+        secrets = self.config.secrets()
+        users = {KAFKA_ADMIN_USER: secrets.kafka_admin, KAFKA_CLIENT_USER: secrets.kafka_client}
+        arguments = []
+        for user, password in users.items():
+            arguments += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
+        return arguments
 
     def _cluster_id(self) -> str:
         """This stack's KRaft cluster id, made once and kept in `<state>/kafka/cluster-id`."""
@@ -105,6 +145,31 @@ class KafkaBroker(Service):
         return ["java", *_JVM_OPTIONS, log4j, "-cp", classpath, main, *args]
 
 
+def merge_properties(base: str, overrides: str) -> str:
+    """`base` without the keys that `overrides` sets, followed by `overrides`."""
+    keys = {line.partition("=")[0] for line in overrides.splitlines() if _is_setting(line)}
+    kept = [line for line in base.splitlines() if line.partition("=")[0] not in keys]
+    return "\n".join(kept) + "\n\n" + overrides
+
+
+def _is_setting(line: str) -> bool:
+    return "=" in line and not line.lstrip().startswith(("#", "!"))
+
+
+@contextmanager
+def argument_file(path: Path, arguments: Sequence[str]) -> Iterator[Path]:
+    """A `java @file` argument file (0600) holding `arguments`, deleted afterwards.
+
+    What the file holds never shows in any process's command line (`/proc/<pid>/cmdline`).
+    """
+    quoted = ['"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"' for arg in arguments]
+    write_private(path, ("\n".join(quoted) + "\n").encode())
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def new_cluster_id() -> str:
     """A KRaft cluster id: a random UUID in URL-safe base64 without padding (not starting '-')."""
     while True:
@@ -114,11 +179,14 @@ def new_cluster_id() -> str:
 
 
 @asynccontextmanager
-async def admin_client(bootstrap_servers: str) -> AsyncIterator[Any]:
-    """A started `AIOKafkaAdminClient`, closed on exit."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers, request_timeout_ms=_ADMIN_TIMEOUT_MS
-    )
+async def admin_client(kafka: KafkaConfig | str) -> AsyncIterator[Any]:
+    """A started `AIOKafkaAdminClient`, closed on exit.
+
+    `kafka` says how to connect (a plain `host:port` list means PLAINTEXT).
+    """
+    if isinstance(kafka, str):
+        kafka = KafkaConfig(bootstrap_servers=kafka)
+    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=_ADMIN_TIMEOUT_MS)
     await admin.start()
     try:
         yield admin
@@ -126,12 +194,12 @@ async def admin_client(bootstrap_servers: str) -> AsyncIterator[Any]:
         await admin.close()
 
 
-async def ensure_topics(bootstrap_servers: str, topics: Mapping[str, int]) -> list[str]:
+async def ensure_topics(kafka: KafkaConfig | str, topics: Mapping[str, int]) -> list[str]:
     """Create each missing topic of `topics` (name → partitions, one replica).
 
     A topic that exists already is left as it is. Return the names created.
     """
-    async with admin_client(bootstrap_servers) as admin:
+    async with admin_client(kafka) as admin:
         missing = sorted(set(topics) - set(await admin.list_topics()))
         if not missing:
             return []

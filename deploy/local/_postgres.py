@@ -2,6 +2,10 @@
 
 PostgreSQL refuses to run as root, so when the stack runs as root the cluster belongs to the
 system user `runstream-pg` (created on first use) and every server command runs through `runuser`.
+
+The roles and their passwords are set over the server's unix socket, as SCRAM verifiers: the
+password itself never reaches the server (nor its log). A secure stack serves TCP with TLS only
+(`hostssl` lines, the stack's certificate) and gets random passwords.
 """
 
 from __future__ import annotations
@@ -17,22 +21,22 @@ from pathlib import Path
 import asyncpg
 
 from runstream.deploy.local._config import (
-    ADMIN_PASSWORD,
     ADMIN_ROLE,
     DATABASE,
     HOST,
-    READER_PASSWORD,
     READER_ROLE,
-    WRITER_PASSWORD,
     WRITER_ROLE,
 )
-from runstream.deploy.local._service import Service, StackError, render
+from runstream.deploy.local._secure import scram_sha_256_verifier, write_private
+from runstream.deploy.local._service import Service, StackError, fill, render
 
 OS_USER = "runstream-pg"
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes, the socket name adds ".s.PGSQL.<port>"
 _PROBE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-_GRANTS = (
+_GRANTS = (  # converge on every `up` (one transaction): the reader reads, and nothing more
     f"ALTER SCHEMA public OWNER TO {WRITER_ROLE}",
+    f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {READER_ROLE}",
+    f"ALTER DEFAULT PRIVILEGES FOR ROLE {WRITER_ROLE} REVOKE ALL ON TABLES FROM {READER_ROLE}",
     f"GRANT USAGE ON SCHEMA public TO {READER_ROLE}",
     f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER_ROLE}",
     f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {READER_ROLE}",
@@ -66,9 +70,14 @@ class PostgresServer(Service):
         """The cluster's data folder."""
         return self.home / "data"
 
+    @property
+    def socket_dir(self) -> Path:
+        """The folder of the server's unix socket (0700)."""
+        return self.home / "run"
+
     def prepare(self) -> None:
         """Create the folders and the cluster on first use; write the server config."""
-        socket_dir = self.home / "run"
+        socket_dir = self.socket_dir
         if len(f"{socket_dir}/.s.PGSQL.{self.config.postgres_port}") > _SOCKET_PATH_MAX:
             raise self.fail(f"state folder path too long for a unix socket: {socket_dir}")
         self._check_reachable()
@@ -79,8 +88,12 @@ class PostgresServer(Service):
         self._give_to_owner(self.home, socket_dir, self.log_file)
         if not (self.data / "PG_VERSION").exists():
             self._initdb()
-        render("pg_hba.conf", self.data / "pg_hba.conf")
-        render("postgresql.conf", self.data / "runstream.conf", **self._conf_values(socket_dir))
+        hba = "pg_hba-secure.conf" if self.config.secure else "pg_hba.conf"
+        render(hba, self.data / "pg_hba.conf")
+        conf = fill("postgresql.conf", **self._conf_values(socket_dir))
+        if self.config.secure:
+            conf += fill("postgresql-secure.conf", **self._install_certificate())
+        (self.data / "runstream.conf").write_text(conf)
         self._include_runstream_conf()
         self._give_to_owner(self.data / "pg_hba.conf", self.data / "runstream.conf")
 
@@ -111,18 +124,19 @@ class PostgresServer(Service):
             raise self.fail(f"creating the roles and the database failed: {exc!r}") from exc
 
     async def _provision(self) -> None:
-        server = await asyncpg.connect(self._maintenance_url())
+        server = await self._admin_over_socket("postgres")
         try:
-            await _ensure_role(server, WRITER_ROLE, WRITER_PASSWORD)
-            await _ensure_role(server, READER_ROLE, READER_PASSWORD)
+            for role in (WRITER_ROLE, READER_ROLE):
+                await _ensure_role(server, role, self.config.password(role))
             if not await server.fetchval("SELECT 1 FROM pg_database WHERE datname=$1", DATABASE):
                 await server.execute(f"CREATE DATABASE {DATABASE} OWNER {WRITER_ROLE}")
         finally:
             await server.close()
-        database = await asyncpg.connect(self.config.database_url(ADMIN_ROLE))
+        database = await self._admin_over_socket(DATABASE)
         try:
-            for statement in _GRANTS:
-                await database.execute(statement)
+            async with database.transaction():  # readers never see the revoked moment
+                for statement in _GRANTS:
+                    await database.execute(statement)
         finally:
             await database.close()
 
@@ -137,11 +151,33 @@ class PostgresServer(Service):
 
     def _maintenance_url(self) -> str:
         """The admin's URL for the `postgres` database, which exists from the start."""
-        return self.config.database_url(ADMIN_ROLE).rpartition("/")[0] + "/postgres"
+        return self.config.database_url(ADMIN_ROLE, database="postgres")
+
+    async def _admin_over_socket(self, database: str) -> asyncpg.Connection:
+        """The admin connected through the unix socket (no TCP, no TLS needed)."""
+        return await asyncpg.connect(
+            host=str(self.socket_dir),
+            port=self.config.postgres_port,
+            user=ADMIN_ROLE,
+            password=self.config.password(ADMIN_ROLE),
+            database=database,
+            timeout=10,
+        )
+
+    def _install_certificate(self) -> dict[str, object]:
+        """Copy the stack's certificate and key where the server's owner can read them."""
+        folder = self.config.secure_folder.ensure()
+        tls = self.home / "tls"
+        tls.mkdir(mode=0o700, exist_ok=True)
+        cert_file, key_file = tls / "server.crt", tls / "server.key"
+        cert_file.write_bytes(folder.certificate.read_bytes())
+        write_private(key_file, folder.key.read_bytes())
+        self._give_to_owner(tls, cert_file, key_file)
+        return {"cert_file": cert_file, "key_file": key_file}
 
     def _initdb(self) -> None:
         password_file = self.home / "admin-password"
-        password_file.write_text(ADMIN_PASSWORD + "\n")
+        write_private(password_file, (self.config.password(ADMIN_ROLE) + "\n").encode())
         self._give_to_owner(password_file)
         argv = [str(self._bin("initdb")), "-D", str(self.data), "-U", ADMIN_ROLE]
         argv += [f"--pwfile={password_file}", "-A", "scram-sha-256", "-E", "UTF8"]
@@ -201,7 +237,8 @@ def ensure_os_user() -> str:
 
 
 async def _ensure_role(connection: asyncpg.Connection, role: str, password: str) -> None:
+    """Create or update a login role (no other attribute: no superuser, createrole, createdb)."""
     exists = await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname=$1", role)
     verb = "ALTER" if exists else "CREATE"
-    literal = "'" + password.replace("'", "''") + "'"
-    await connection.execute(f"{verb} ROLE {role} LOGIN PASSWORD {literal}")
+    verifier = scram_sha_256_verifier(password)
+    await connection.execute(f"{verb} ROLE {role} LOGIN PASSWORD '{verifier}'")

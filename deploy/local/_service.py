@@ -149,10 +149,15 @@ class Service(abc.ABC):
 
 def render(template: str, target: Path, **values: object) -> Path:
     """Fill `templates/<template>` (`$name` placeholders) into `target`."""
-    text = resources.files("runstream.deploy.local").joinpath("templates", template).read_text()
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(string.Template(text).substitute(values))
+    target.write_text(fill(template, **values))
     return target
+
+
+def fill(template: str, **values: object) -> str:
+    """The text of `templates/<template>` with its `$name` placeholders filled in."""
+    text = resources.files("runstream.deploy.local").joinpath("templates", template).read_text()
+    return string.Template(text).substitute(values)
 
 
 def deploy_file(*parts: str) -> Path:

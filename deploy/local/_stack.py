@@ -122,7 +122,7 @@ async def purge(config: StackConfig, progress: Progress | None = None) -> None:
     if not state.exists():
         return
     ours = {s.name for s in [*core_services(config), *consumer_services(config)]}
-    ours |= {_MARKER, "stack.lock", "install.log", "migrations.log"}
+    ours |= {_MARKER, "stack.lock", "install.log", "migrations.log", "secure"}
     strangers = sorted(p.name for p in state.iterdir() if p.name not in ours)
     if not (state / _MARKER).exists() or strangers:
         raise StackError("stack", f"not deleting {state}: not only a stack's state {strangers}")
