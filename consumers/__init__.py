@@ -1,10 +1,11 @@
 """Persist, export and watchdog services; database migrations; the shared consume loop."""
 
-from runstream.consumers._collector import RunCollector, safe_label
+from runstream.consumers._collector import RunCollector
 from runstream.consumers._database import Database, DatabaseUnavailable, RejectedByDatabase
 from runstream.consumers._decode import DeadLetter, DecodedBatch, decode_batch, decode_record
 from runstream.consumers._export import EXPORT_GROUP, ExportService, ExportSink
 from runstream.consumers._health import Address, ConsumerHealth, MetricsEndpoint
+from runstream.consumers._labels import safe_label
 from runstream.consumers._livestate import LiveRun, LiveRuns
 from runstream.consumers._loop import BatchSink, ConsumeLoop, LoopOptions
 from runstream.consumers._migrate import (

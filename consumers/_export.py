@@ -1,7 +1,8 @@
 """`runstream consume export`: live run state as Prometheus series (group runstream-export).
 
-State lives in memory (`LiveRuns`) and is exposed by a custom collector (`RunCollector`); the
-service's own health (`ConsumerHealth`) is on the same registry and endpoint.
+State lives in memory (`LiveRuns`) and is rendered at scrape time by a custom collector
+(`RunCollector.render`, served after the registry by `MetricsEndpoint(extra=…)`); the service's own
+health (`ConsumerHealth`) is on the same endpoint.
 
 Restart: the exporter first rebuilds live runs (and runs that ended within the TTL) from
 PostgreSQL's `runs`, `run_ranks` and `metric_latest`, read with the read-only role, then consumes
@@ -64,7 +65,7 @@ class ExportService:
     ) -> None:
         self.live = LiveRuns(finished_ttl=finished_ttl, idle_ttl=idle_ttl)
         self.health = ConsumerHealth(registry)
-        registry.register(RunCollector(self.live))
+        self.collector = RunCollector(self.live)
         self.options = options or LoopOptions(
             group_id=EXPORT_GROUP, client_id="runstream-export", commit_interval=5.0
         )

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from threading import Thread
-from wsgiref.simple_server import WSGIServer
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.types import StartResponse
+from wsgiref.types import WSGIApplication as WSGIApp
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from runstream._errors import ConfigError
 
+_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -97,13 +102,44 @@ class Address:
         return cls(host.strip("[]") or "127.0.0.1", int(port))
 
 
-class MetricsEndpoint:
-    """A /metrics HTTP server for one registry, in a daemon thread."""
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not worth a log line each."""
 
-    def __init__(self, registry: CollectorRegistry, address: Address) -> None:
-        server, thread = start_http_server(address.port, address.host, registry=registry)
-        self._server: WSGIServer = server
-        self._thread: Thread = thread
+
+def metrics_app(registry: CollectorRegistry, extra: Callable[[], str] | None) -> WSGIApp:
+    """A WSGI app serving `registry` (and `extra()`'s text, appended) as text exposition 0.0.4."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        if environ.get("PATH_INFO") not in ("/", "/metrics"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found: try /metrics\n"]
+        body = generate_latest(registry) + (extra().encode() if extra else b"")
+        headers = [("Content-Type", _CONTENT_TYPE), ("Content-Length", str(len(body)))]
+        start_response("200 OK", headers)
+        return [body]
+
+    return app
+
+
+class MetricsEndpoint:
+    """A /metrics HTTP server for one registry (plus optional extra text), in a daemon thread."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        address: Address,
+        *,
+        extra: Callable[[], str] | None = None,
+    ) -> None:
+        app = metrics_app(registry, extra)
+        self._server = make_server(
+            address.host, address.port, app, ThreadingWSGIServer, handler_class=_QuietHandler
+        )
+        self._thread = Thread(
+            target=self._server.serve_forever, name="runstream-metrics", daemon=True
+        )
+        self._thread.start()
 
     @property
     def host(self) -> str:

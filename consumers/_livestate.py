@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from runstream.consumers._labels import metric_labels
 from runstream.consumers._runstate import RunState
 from runstream.schemas import kinds
 
@@ -27,10 +28,19 @@ Latest = tuple[float, int, datetime]
 
 @dataclass(slots=True)
 class LiveRun:
-    """One run on /metrics: its state and the latest (value, step, time) of each metric and rank."""
+    """One run on /metrics: its state, the latest (value, step, time) of each metric and rank, and
+    each series' label text (computed once, by the loop).
+    """
 
     state: RunState
     metrics: dict[MetricKey, Latest] = field(default_factory=dict)
+    labels: dict[MetricKey, str] = field(default_factory=dict)
+
+    def remember(self, key: MetricKey, latest: Latest) -> None:
+        """Set the latest value of a series, computing its label text on first sight."""
+        if key not in self.labels:
+            self.labels[key] = metric_labels(self.state.experiment, self.state.run_id, *key)
+        self.metrics[key] = latest
 
     def apply(self, event: Event) -> None:
         """Fold one event of this run."""
@@ -44,7 +54,9 @@ class LiveRun:
         for item in body["values"]:
             key = (item["name"], rank)
             current = self.metrics.get(key)
-            if current is None or time >= current[2]:
+            if current is None:
+                self.remember(key, (item["value"], step, time))
+            elif time >= current[2]:
                 self.metrics[key] = (item["value"], step, time)
 
 
@@ -72,7 +84,7 @@ class LiveRuns:
         for run_id, name, rank, value, step, time in latest:
             run = self.runs.get(run_id)
             if run is not None:
-                run.metrics[(name, rank)] = (value, step, time)
+                run.remember((name, rank), (value, step, time))
 
     def evict(self, now: datetime | None = None) -> list[str]:
         """Drop runs finished longer than `finished_ttl` ago or silent for `idle_ttl`."""

@@ -106,7 +106,7 @@ class ConsumeLoop:
             return
         try:
             while not stop.is_set():
-                records = await self._poll(self.options.poll_seconds)
+                records = await self._poll_or_wait(stop)
                 await self._handle(records, stop)
                 if time.monotonic() - self._last_commit >= self.options.commit_interval:
                     await self._commit()
@@ -178,6 +178,17 @@ class ConsumeLoop:
         )
         return records
 
+    async def _poll_or_wait(self, stop: asyncio.Event) -> dict[TopicPartition, list[Any]]:
+        """Poll; on a retriable Kafka error, log it and give the broker a moment."""
+        try:
+            return await self._poll(self.options.poll_seconds)
+        except (KafkaError, TransportError) as exc:
+            if not getattr(exc, "retriable", False):
+                raise
+            log.warning("Kafka poll failed (%s); retrying", exc)
+            await _sleep_unless(stop, self.options.backoff_initial)
+            return {}
+
     async def _handle(self, records: dict[TopicPartition, list[Any]], stop: asyncio.Event) -> None:
         for tp, batch_records in records.items():
             if tp not in self._assigned or not batch_records:
@@ -189,8 +200,9 @@ class ConsumeLoop:
                 continue  # the partition moved to another consumer while we waited
             self._health.consumed(batch.kinds)
             self._health.dead(d.reason for d in batch.dead)
-            self._pending[tp] = self._next_offset[tp] = batch.last_offset + 1
-            self._observe_lag(tp)
+            if tp in self._assigned:  # else revoked while writing: the new owner replays it
+                self._pending[tp] = self._next_offset[tp] = batch.last_offset + 1
+                self._observe_lag(tp)
         self._resume()
 
     async def _deliver(self, tp: TopicPartition, batch: DecodedBatch, stop: asyncio.Event) -> bool:
@@ -227,7 +239,7 @@ class ConsumeLoop:
     def _rewind(self, records: dict[TopicPartition, list[Any]]) -> None:
         """Put back records fetched while paused (partitions assigned meanwhile)."""
         for tp, batch_records in records.items():
-            if batch_records:
+            if batch_records and tp in self._consumer.assignment():
                 self._consumer.seek(tp, batch_records[0].offset)
                 self._consumer.pause(tp)
 

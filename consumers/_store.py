@@ -5,6 +5,9 @@ commit) and one `INSERT … SELECT … ON CONFLICT DO NOTHING`: the primary keys
 identity, so a redelivered batch inserts nothing twice. `metric_latest` is updated from the rows the
 insert actually returned, so a replay never counts a value twice. Runs touched by the batch are
 locked, folded (`RunState.apply`) and written back in the same transaction.
+
+The window over the inserted rows is ordered like the `DISTINCT ON` that picks the newest value of
+each (run, metric, rank), so PostgreSQL sorts the batch once.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ WITH inserted AS (
     SELECT DISTINCT ON (run_id, name, rank) run_id, name, rank, step, time, value,
            count(*) OVER w AS n, min(value) OVER w AS lo, max(value) OVER w AS hi
     FROM inserted
-    WINDOW w AS (PARTITION BY run_id, name, rank)
+    WINDOW w AS (PARTITION BY run_id, name, rank ORDER BY time DESC, seq DESC, idx DESC
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
     ORDER BY run_id, name, rank, time DESC, seq DESC, idx DESC
 )
 INSERT INTO metric_latest AS m (run_id, name, rank, step, time, value, count, min, max)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -134,6 +135,7 @@ def private_postgres(stack: StackEndpoints) -> Iterator[PostgresServer]:
         yield server
     finally:
         _stop(server)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

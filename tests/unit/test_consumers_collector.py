@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from runstream.consumers import LiveRuns, RunCollector, safe_label
@@ -35,10 +34,8 @@ def metrics(step: int, value: float, **kw: Any) -> dict[str, Any]:
 
 
 def exposed(live: LiveRuns) -> dict[str, list[tuple[dict[str, str], float]]]:
-    registry = CollectorRegistry()
-    registry.register(RunCollector(live))
     samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+    for family in text_string_to_metric_families(RunCollector(live).render()):
         for s in family.samples:
             samples.setdefault(s.name, []).append((s.labels, s.value))
     return samples
