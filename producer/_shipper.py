@@ -54,9 +54,7 @@ class Shipper:
         self.config = config
         self.problems = problems
         self.producer_id = str(uuid.uuid4())
-        self.folder = SpoolFolder(config.spool_dir / self.producer_id)
-        if not self.folder.try_lock():
-            raise TransportError(f"spool {self.folder.path} is locked", retriable=False)
+        self.folder = SpoolFolder.create(config.spool_dir / self.producer_id)
         self._writer = SegmentWriter(self.folder, config.segment_bytes)
         self._reader = SpoolReader(self.folder)
         self._pending: deque[Frame] = deque()

@@ -68,10 +68,26 @@ class SpoolFolder:
         self.path = path
         self._lock_fd = -1
 
+    @classmethod
+    def create(cls, path: Path) -> SpoolFolder:
+        """A new folder, locked before it appears under its name (so no other process can take
+        it for a dead session's): made and locked as `.NAME.new`, then renamed.
+        """
+        staging = path.with_name(f".{path.name}.new")
+        staging.mkdir(parents=True)
+        folder = cls(staging)
+        if not folder.try_lock():
+            raise OSError(f"cannot lock the new spool folder {staging}")
+        staging.rename(path)  # the lock is on the file, which keeps it across the rename
+        folder.path = path
+        return folder
+
     def try_lock(self) -> bool:
-        """Take the folder's lock; False when a live process holds it."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+        """Take the folder's lock; False when a live process holds it or the folder is gone."""
+        try:
+            fd = os.open(self.path / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+        except FileNotFoundError:
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -176,7 +192,7 @@ def orphaned_folders(spool_dir: Path, own: Path | None = None) -> Iterator[Spool
     if not spool_dir.is_dir():
         return
     for path in sorted(spool_dir.iterdir()):
-        if path == own or not path.is_dir():
+        if path == own or path.name.startswith(".") or not path.is_dir():
             continue
         folder = SpoolFolder(path)
         if folder.try_lock():

@@ -31,8 +31,7 @@ def test_frames_round_trip_and_torn_tail_is_cut() -> None:
 
 
 def test_reader_follows_writer_across_segments(tmp_path: Path) -> None:
-    folder = SpoolFolder(tmp_path / "session")
-    assert folder.try_lock()
+    folder = SpoolFolder.create(tmp_path / "session")
     writer = SegmentWriter(folder, segment_bytes=200)
     reader = SpoolReader(folder, max_bytes=100)
     got: list[tuple[bytes, bytes]] = []
@@ -49,8 +48,7 @@ def test_reader_follows_writer_across_segments(tmp_path: Path) -> None:
 
 
 def test_uncommitted_batch_is_read_again(tmp_path: Path) -> None:
-    folder = SpoolFolder(tmp_path / "s")
-    assert folder.try_lock()
+    folder = SpoolFolder.create(tmp_path / "s")
     writer = SegmentWriter(folder, segment_bytes=10_000)
     writer.append(frames(4))
     writer.sync()
@@ -63,12 +61,11 @@ def test_uncommitted_batch_is_read_again(tmp_path: Path) -> None:
 
 
 def test_live_folder_is_not_an_orphan_but_dead_one_is(tmp_path: Path) -> None:
-    live = SpoolFolder(tmp_path / "live")
-    assert live.try_lock()
+    live = SpoolFolder.create(tmp_path / "live")
     dead = tmp_path / "dead"
     code = (
         "import sys; from pathlib import Path; from runstream.producer._spool import *;"
-        "f = SpoolFolder(Path(sys.argv[1])); f.try_lock(); w = SegmentWriter(f, 10**6);"
+        "f = SpoolFolder.create(Path(sys.argv[1])); w = SegmentWriter(f, 10**6);"
         "w.append([(b'k', b'v%d' % i) for i in range(10)]); w.sync(); import os; os._exit(0)"
     )
     subprocess.run([sys.executable, "-c", code, str(dead)], check=True)
@@ -79,3 +76,13 @@ def test_live_folder_is_not_an_orphan_but_dead_one_is(tmp_path: Path) -> None:
     found[0].unlock()
     live.unlock()
     assert os.path.isdir(live.path)
+
+
+def test_two_runs_in_one_process_and_a_dead_session_do_not_collide(tmp_path: Path) -> None:
+    first = SpoolFolder.create(tmp_path / "first")
+    second = SpoolFolder.create(tmp_path / "second")
+    (tmp_path / ".half-made.new").mkdir()  # a folder still being created is nobody's orphan
+    assert list(orphaned_folders(tmp_path)) == []
+    first.unlock()
+    assert [f.path for f in orphaned_folders(tmp_path)] == [first.path]
+    second.unlock()
