@@ -3,9 +3,12 @@
 Persist writes this state to `runs` and `run_ranks`, export keeps it in memory and the watchdog
 judges it, so all three agree. The rules:
 
-- `RunStarted` (rank 0) creates or updates the run: status running, started_at, name, params, tags,
-  host, pid, command, git commit. A `RunStarted` newer than the end of a finished run reopens it
-  (a resumed run): status running, every rank unfinished.
+- `RunStarted` (rank 0) creates or updates the run: status running, name, params, tags, host, pid,
+  git commit; `started_at` and `command` keep the earliest start (a `runstream run` launcher
+  announces first, the command's own rank 0 later). A `RunStarted` reopens a finished run (a
+  resumed run: status running, every rank unfinished) only when rank 0 itself had finished before
+  it; otherwise it is a slow rank 0 of a run another rank already ended (say, failed), and the
+  verdict stands.
 - An event of an unknown run creates a minimal run (experiment, world size), so ranks whose events
   arrive before rank 0's `RunStarted` are not lost.
 - Every event from the run itself updates its rank: it counts as a heartbeat. `Metrics` (or a
@@ -14,8 +17,9 @@ judges it, so all three agree. The rules:
 - `RankFinished` finishes one rank. The run is `failed` as soon as a rank failed, `canceled` when a
   rank canceled (and none failed), `completed` once every rank 0..world_size-1 completed.
 - `Status` from the run or its launcher sets the run's status as given: authoritative (a launcher's
-  `failed` with an exit code wins). `Status` from the watchdog (stalled, lost, running) never
-  overrides a terminal status.
+  `failed` with an exit code wins, and a rank's `RankFinished` arriving after a launcher's final
+  status leaves it as it is). `Status` from the watchdog (stalled, lost, running) never overrides a
+  terminal status. `status_source` records who set the current status.
 - A `lost` run that speaks again (any event of its own) returns to `running`; a `stalled` run when
   it progresses again (a heartbeat alone is what `stalled` means, and would make it flap).
 - `RankStraggling` (from the watchdog) sets the rank's straggling flag; watchdog events are not
@@ -87,6 +91,7 @@ class RunState:
     name: str | None = None
     status: str = "running"
     status_reason: str | None = None
+    status_source: str | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
     params: dict[str, str] = field(default_factory=dict)
@@ -157,7 +162,7 @@ class RunState:
         elif kind == kinds.HEARTBEAT:
             progress = self._heartbeat(rank, event["time"], body)
         if self.status == "lost" or (self.status == "stalled" and progress):
-            self._set_status("running", None)
+            self._set_status("running", None, "run")
 
     def _heartbeat(self, rank: RankState, time: datetime, body: dict[str, Any]) -> bool:
         progress = rank.stepped(body.get("step"), time)
@@ -168,11 +173,13 @@ class RunState:
             rank.expect_next_in = self.expect_next_in = body["expect_next_in"]
         return progress
 
-    def _set_status(self, status: str, reason: str | None) -> None:
-        self.status, self.status_reason = status, reason
+    def _set_status(self, status: str, reason: str | None, source: str | None = None) -> None:
+        self.status, self.status_reason, self.status_source = status, reason, source
 
-    def _end(self, status: str, time: datetime, reason: str | None, exit_code: int | None) -> None:
-        self._set_status(status, reason)
+    def _end(
+        self, status: str, time: datetime, reason: str | None, exit_code: int | None, source: str
+    ) -> None:
+        self._set_status(status, reason, source)
         self.ended_at = time
         if exit_code is not None:
             self.exit_code = exit_code
@@ -181,32 +188,40 @@ class RunState:
 
     def _started(self, event: Event, body: dict[str, Any]) -> None:
         time = event["time"]
-        if self.terminal and self.ended_at is not None and time <= self.ended_at:
-            return  # a late copy of the start of a run that has ended since
-        if self.terminal:
+        announcer = self.ranks.get(event["rank"])
+        resumed = (
+            self.terminal
+            and announcer is not None
+            and announcer.finished_at is not None
+            and time > announcer.finished_at
+        )
+        if resumed:
             for rank in self.ranks.values():
                 rank.reopen()
             self.ended_at = self.error = self.exit_code = None
-        self._set_status("running", None)
+            self.started_at = self.command = None
+        if not self.terminal or resumed:
+            self._set_status("running", None, "run")
         self.world_size = event["world_size"]
-        self.started_at = time
-        self.name = body.get("name")
+        self.started_at = time if self.started_at is None else min(self.started_at, time)
+        self.name = body.get("name") or self.name
         self.params.update(body.get("params", {}))
         self.tags.update(body.get("tags", {}))
         self.host, self.pid = body.get("host"), body.get("pid")
-        self.command, self.git_commit = body.get("command"), body.get("git_commit")
+        self.command = self.command or body.get("command")
+        self.git_commit = body.get("git_commit")
         rank = self.rank(event["rank"])
         rank.host, rank.pid = self.host, self.pid
 
     def _status(self, event: Event, body: dict[str, Any]) -> None:
-        state, reason = body["state"], body.get("reason")
-        if body.get("source") == "watchdog":
+        state, reason, source = body["state"], body.get("reason"), body.get("source", "run")
+        if source == "watchdog":
             if not self.terminal:
-                self._set_status(state, reason)
+                self._set_status(state, reason, source)
         elif state in kinds.TERMINAL_STATES:
-            self._end(state, event["time"], reason, body.get("exit_code"))
+            self._end(state, event["time"], reason, body.get("exit_code"), source)
         else:
-            self._set_status(state, reason)
+            self._set_status(state, reason, source)
             self.ended_at = None
 
     def _rank_finished(self, event: Event, body: dict[str, Any]) -> None:
@@ -216,9 +231,11 @@ class RunState:
         rank = self.rank(event["rank"])
         rank.status, rank.finished_at = state, event["time"]
         rank.exit_code, rank.reason = body.get("exit_code"), body.get("reason")
+        if self.terminal and self.status_source == "launcher":
+            return  # the launcher's final word stands
         verdict = self._verdict_from_ranks()
         if verdict is not None and verdict != self.status:
-            self._end(verdict, event["time"], rank.reason, rank.exit_code)
+            self._end(verdict, event["time"], rank.reason, rank.exit_code, "ranks")
 
     def _verdict_from_ranks(self) -> str | None:
         states = {r.status for r in self.ranks.values()}

@@ -17,7 +17,8 @@ from runstream.consumers._rows import json_storable, storable
 from runstream.consumers._runstate import RankState, RunState
 
 RUN_COLUMNS = (
-    "run_id", "experiment", "name", "status", "status_reason", "started_at", "ended_at",
+    "run_id", "experiment", "name", "status", "status_reason", "status_source", "started_at",
+    "ended_at",
     "world_size", "params", "tags", "host", "pid", "command", "git_commit", "last_heartbeat_at",
     "last_progress_at", "last_step", "expect_next_in", "error", "exit_code",
 )  # fmt: skip

@@ -179,3 +179,47 @@ def test_a_newer_run_started_reopens_a_finished_run() -> None:
     run.apply(started(world=2, at=10))
     assert (run.status, run.ended_at) == ("running", None)
     assert {r.status for r in run.ranks.values()} == {"running"}
+
+
+def test_a_slow_rank_0_does_not_reopen_a_run_another_rank_failed() -> None:
+    run = fold(
+        metrics(1, rank=1, world=2, at=0.1),
+        finished("failed", rank=1, world=2, at=0.2),
+        started(rank=0, world=2, at=0.3),  # rank 0's announcement arrives (and was made) later
+        metrics(1, rank=0, world=2, at=0.4),
+        finished("completed", rank=0, world=2, at=0.5),
+    )
+    assert run.status == "failed"
+    assert run.ranks[1].status == "failed"
+    assert run.started_at == T0 + timedelta(seconds=0.1)
+
+
+def test_a_run_resumed_after_rank_0_finished_reopens() -> None:
+    run = fold(started(at=0), finished("completed", at=1), started(at=10))
+    assert run.status == "running"
+    assert run.ranks[0].status == "running"
+    assert run.started_at == T0 + timedelta(seconds=10)
+
+
+def test_the_launchers_final_status_stands_against_a_late_rank() -> None:
+    run = fold(
+        status("running", source="launcher", at=0),
+        started(at=1),
+        status("completed", source="launcher", at=5),
+        finished("failed", at=2),  # delivered late, say by `runstream sync`
+    )
+    assert run.status == "completed"
+    assert run.status_source == "launcher"
+    assert run.ranks[0].status == "failed"
+
+
+def test_the_earliest_start_and_command_are_kept() -> None:
+    launcher = event(
+        kinds.RUN_STARTED,
+        {"name": "n", "params": {}, "tags": {}, "host": "h", "pid": 1, "command": "runstream run",
+         "git_commit": None},
+        at=0,
+    )  # fmt: skip
+    run = fold(launcher, started(at=3))
+    assert run.started_at == T0
+    assert run.command == "runstream run"
