@@ -1,1 +1,1 @@
-"""Deployment: the local stack driver and the Prometheus, Alertmanager and Grafana files it ships."""
+"""Deployment: the local stack driver and the Prometheus, Alertmanager and Grafana files."""
