@@ -72,6 +72,20 @@ def wandb_case(tmp: Path) -> Logger:
     return log
 
 
+def peers(tmp: Path, calls: int) -> dict[str, tuple[float, float]]:
+    """MLflow (sync and async) and W&B offline, each ended before the temporary folder goes."""
+    import mlflow  # noqa: PLC0415
+    import wandb  # noqa: PLC0415
+
+    results = {"mlflow sync": measure(mlflow_case(tmp, True), calls)}
+    mlflow.end_run()
+    results["mlflow async"] = measure(mlflow_case(tmp, False), calls)
+    mlflow.end_run()
+    results["wandb offline"] = measure(wandb_case(tmp), calls)
+    wandb.finish()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=1_000_000)
@@ -89,9 +103,7 @@ def main() -> None:
             results[label] = measure(log, args.calls)
             run.close(timeout=60 if "up" in label else 1)
         if args.peers:
-            results["mlflow sync"] = measure(mlflow_case(tmp, True), args.peer_calls)
-            results["mlflow async"] = measure(mlflow_case(tmp, False), args.peer_calls)
-            results["wandb offline"] = measure(wandb_case(tmp), args.peer_calls)
+            results.update(peers(tmp, args.peer_calls))
     base_mean, base_p99 = results["runstream, broker up"]
     print(f"{'case':28} {'mean µs':>9} {'p99 µs':>9} {'x mean':>8} {'x p99':>8}")
     for label, (mean, p99) in results.items():

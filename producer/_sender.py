@@ -56,6 +56,10 @@ class KafkaSender:
         self._backoff = 0.1
         return producer
 
+    async def ready(self) -> bool:
+        """Whether a producer is connected (or could be started now); False while backing off."""
+        return await self._connected() is not None
+
     async def send(self, frames: list[Frame]) -> bool:
         """Send frames in order and wait for every acknowledgement; False means retry later.
 

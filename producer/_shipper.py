@@ -220,6 +220,9 @@ class Shipper:
                 self._written_more.clear()
                 await self._written_more.wait()
                 continue
+            if not await sender.ready():  # don't read the disk for a broker that is away
+                await asyncio.sleep(self.config.flush_interval)
+                continue
             frames = self._reader.next_batch(self._writer.segment)
             if not frames:
                 await asyncio.sleep(self.config.flush_interval)

@@ -36,21 +36,33 @@ def _segment_name(number: int) -> str:
 
 def encode_frame(key: bytes, value: bytes) -> bytes:
     """One frame as it is written to a segment."""
-    payload = key + value
-    return _HEADER.pack(len(payload), zlib.crc32(payload), len(key)) + payload
+    crc = zlib.crc32(value, zlib.crc32(key))
+    return b"".join((_HEADER.pack(len(key) + len(value), crc, len(key)), key, value))
 
 
-def read_frames(data: bytes, start: int = 0) -> Iterator[tuple[int, Frame]]:
-    """Yield `(end offset, (key, value))` for every whole, intact frame from `start`."""
-    offset = start
-    while offset + _HEADER.size <= len(data):
-        length, crc, key_length = _HEADER.unpack_from(data, offset)
-        begin = offset + _HEADER.size
-        payload = data[begin : begin + length]
-        if len(payload) < length or zlib.crc32(payload) != crc or key_length > length:
-            return
-        offset = begin + length
-        yield offset, (payload[:key_length], payload[key_length:])
+def encode_frames(frames: list[Frame]) -> bytes:
+    """Frames as they are written to a segment, in order."""
+    pack, crc32 = _HEADER.pack, zlib.crc32
+    parts: list[bytes] = []
+    for key, value in frames:
+        parts += (pack(len(key) + len(value), crc32(value, crc32(key)), len(key)), key, value)
+    return b"".join(parts)
+
+
+def read_frames(data: bytes) -> tuple[int, list[Frame]]:
+    """Every whole, intact frame at the start of `data`, and the offset just past the last one."""
+    view, crc32, unpack, size = memoryview(data), zlib.crc32, _HEADER.unpack_from, _HEADER.size
+    frames: list[Frame] = []
+    offset, total = 0, len(data)
+    while offset + size <= total:
+        length, crc, key_length = unpack(data, offset)
+        begin = offset + size
+        end = begin + length
+        if end > total or key_length > length or crc32(view[begin:end]) != crc:
+            break
+        frames.append((data[begin : begin + key_length], data[begin + key_length : end]))
+        offset = end
+    return offset, frames
 
 
 @dataclass(slots=True)
@@ -123,11 +135,8 @@ class SpoolFolder:
                         data += file.read(whole - len(data))
         except FileNotFoundError:
             return cursor.offset, []
-        end, frames = cursor.offset, []
-        for stop, frame in read_frames(data):
-            end = cursor.offset + stop
-            frames.append(frame)
-        return end, frames
+        consumed, frames = read_frames(data)
+        return cursor.offset + consumed, frames
 
     def size(self) -> int:
         """Bytes held on disk by this folder's segments."""
@@ -160,7 +169,7 @@ class SegmentWriter:
 
     def append(self, frames: list[Frame]) -> int:
         """Write frames (buffered); return the bytes written."""
-        blob = b"".join(encode_frame(k, v) for k, v in frames)
+        blob = encode_frames(frames)
         self._file.write(blob)
         self._dirty = True
         if self._file.tell() >= self.segment_bytes:
