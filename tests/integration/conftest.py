@@ -19,6 +19,7 @@ import pytest
 from aiokafka.admin import NewTopic
 
 from runstream._settings import Settings
+from runstream.consumers.testing import Harness
 from runstream.deploy import local
 from runstream.deploy.local._kafka import admin_client
 from tests.integration.support import Rows
@@ -50,6 +51,22 @@ def stack(stack_config: local.StackConfig) -> local.StackEndpoints:
     except local.StackError as exc:
         pytest.fail(failure_report(stack_config, exc), pytrace=False)
     return stack_config.endpoints()
+
+
+@pytest.fixture
+async def harness(
+    stack: local.StackEndpoints, unique_topic: str, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    """Consumer services of this test's own (topic, groups), run as real processes."""
+    async with Harness.create(
+        stack.bootstrap_servers,
+        stack.admin_url,
+        tmp_path,
+        topic=unique_topic,
+        writer_url=stack.writer_url,
+        reader_url=stack.reader_url,
+    ) as created:
+        yield created
 
 
 @pytest.fixture

@@ -5,28 +5,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from runstream.consumers.testing import EventFactory, Harness, produce, read_topic, scrape
-from runstream.deploy.local import StackEndpoints
 from runstream.schemas import FILE_MAX, kinds
-
-
-@pytest.fixture
-async def harness(
-    stack: StackEndpoints, unique_topic: str, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    async with Harness.create(
-        stack.bootstrap_servers,
-        stack.admin_url,
-        tmp_path,
-        topic=unique_topic,
-        writer_url=stack.writer_url,
-    ) as created:
-        yield created
 
 
 def corpus(run: EventFactory) -> list[tuple[bytes, str]]:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from runstream.consumers.testing import (
     EventFactory,
@@ -21,21 +19,6 @@ from runstream.consumers.testing import (
     wait_until,
 )
 from runstream.deploy.local import StackEndpoints
-
-
-@pytest.fixture
-async def harness(
-    stack: StackEndpoints, unique_topic: str, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    async with Harness.create(
-        stack.bootstrap_servers,
-        stack.admin_url,
-        tmp_path,
-        topic=unique_topic,
-        writer_url=stack.writer_url,
-        reader_url=stack.reader_url,
-    ) as created:
-        yield created
 
 
 def series(page: Samples, name: str, **match: str) -> dict[tuple[str, ...], float]:

@@ -7,10 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from runstream.consumers.testing import (
     EventFactory,
@@ -20,7 +16,6 @@ from runstream.consumers.testing import (
     read_topic,
     scrape_until,
 )
-from runstream.deploy.local import StackEndpoints
 
 _TRAINING = """
 import sys
@@ -31,21 +26,6 @@ for index, run_id in enumerate(sys.argv[1:]):
         for step in range(5000):
             run.log("loss", index + 1.0 / (step + 1), step=step)
 """
-
-
-@pytest.fixture
-async def harness(
-    stack: StackEndpoints, unique_topic: str, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    async with Harness.create(
-        stack.bootstrap_servers,
-        stack.admin_url,
-        tmp_path,
-        topic=unique_topic,
-        writer_url=stack.writer_url,
-        reader_url=stack.reader_url,
-    ) as created:
-        yield created
 
 
 async def test_ten_thousand_metrics_from_a_training_process_are_stored_exactly(

@@ -29,20 +29,6 @@ from runstream.deploy.local._postgres import PostgresServer
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-async def harness(
-    stack: StackEndpoints, unique_topic: str, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    async with Harness.create(
-        stack.bootstrap_servers,
-        stack.admin_url,
-        tmp_path,
-        topic=unique_topic,
-        writer_url=stack.writer_url,
-    ) as created:
-        yield created
-
-
 async def stream(
     harness: Harness, runs: list[EventFactory], per_run: int, chunk: int = 2000
 ) -> None:

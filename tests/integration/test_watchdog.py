@@ -7,10 +7,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-
-import pytest
+from collections.abc import Awaitable, Callable
 
 from runstream.consumers.testing import (
     EventFactory,
@@ -21,7 +18,6 @@ from runstream.consumers.testing import (
     scrape,
     wait_until,
 )
-from runstream.deploy.local import StackEndpoints
 
 STALL_AFTER, LOST_AFTER, MARGIN, TICK = 4.0, 5.0, 50, 0.5
 SLACK = 6.0  # one tick, persist's batch and the exporter's, on a busy 2-core machine
@@ -37,21 +33,6 @@ while True:
     step += 1
     time.sleep(0.2)
 """
-
-
-@pytest.fixture
-async def harness(
-    stack: StackEndpoints, unique_topic: str, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    async with Harness.create(
-        stack.bootstrap_servers,
-        stack.admin_url,
-        tmp_path,
-        topic=unique_topic,
-        writer_url=stack.writer_url,
-        reader_url=stack.reader_url,
-    ) as created:
-        yield created
 
 
 def watched(harness: Harness) -> ServiceProcess:
