@@ -13,12 +13,12 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from runstream._config import KafkaConfig
 from runstream._errors import TransportError
 from runstream.consumers._decode import DeadLetter
+from runstream.consumers._topics import start_producer
 
 
 class DeadLetterQueue:
@@ -31,15 +31,7 @@ class DeadLetterQueue:
 
     async def _ensure_started(self) -> Any:
         if self._producer is None:
-            producer = AIOKafkaProducer(
-                acks="all", enable_idempotence=True, **self.kafka.client_options()
-            )
-            try:
-                await producer.start()
-            except BaseException:
-                await asyncio.shield(producer.stop())
-                raise
-            self._producer = producer
+            self._producer = await start_producer(self.kafka)
         return self._producer
 
     async def send(self, letters: Sequence[DeadLetter]) -> None:

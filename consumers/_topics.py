@@ -1,9 +1,12 @@
-"""Creating the event and dead-letter topics where the broker does not create them by itself."""
+"""Kafka plumbing the services share: creating the event and dead-letter topics where the broker
+does not create them by itself, and starting an idempotent producer.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
@@ -11,6 +14,17 @@ from runstream._config import KafkaConfig
 from runstream._errors import TransportError
 
 _ALREADY_EXISTS = 36
+
+
+async def start_producer(kafka: KafkaConfig) -> AIOKafkaProducer:
+    """A started producer (acks=all, idempotent); stopped again if starting fails."""
+    producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **kafka.client_options())
+    try:
+        await producer.start()
+    except BaseException:
+        await asyncio.shield(producer.stop())
+        raise
+    return producer
 
 
 async def ensure_topics(

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -28,6 +27,7 @@ from runstream._config import DatabaseConfig, KafkaConfig
 from runstream._errors import TransportError
 from runstream.consumers._database import Database
 from runstream.consumers._runtable import live_runs
+from runstream.consumers._topics import start_producer
 from runstream.consumers._verdicts import Verdict, WatchPolicy, judge
 from runstream.schemas import default_codec
 
@@ -163,15 +163,7 @@ class RunWatchdog:
 
     async def _ensure_producer(self) -> Any:
         if self._producer is None:
-            producer = AIOKafkaProducer(
-                acks="all", enable_idempotence=True, **self.kafka.client_options()
-            )
-            try:
-                await producer.start()
-            except BaseException:
-                await asyncio.shield(producer.stop())
-                raise
-            self._producer = producer
+            self._producer = await start_producer(self.kafka)
         return self._producer
 
     async def _close(self) -> None:
