@@ -5,22 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import typer
 from prometheus_client import CollectorRegistry
 
 from runstream._settings import Settings
-from runstream.consumers import (
-    Address,
-    ExportService,
-    LoopOptions,
-    MetricsEndpoint,
-    PersistService,
-    RunWatchdog,
-    Service,
-    WatchPolicy,
-    run_until_signalled,
-)
+
+if TYPE_CHECKING:
+    from runstream.consumers import Service
+
+# The services' modules (aiokafka, asyncpg) are imported by the commands that run them, so that
+# every other `runstream` command starts fast.
 
 app = typer.Typer(help="The consumers: persist, export and watchdog.", no_args_is_help=True)
 log = logging.getLogger("runstream.consumers")
@@ -34,6 +30,8 @@ def _serve(
     extra: Callable[[], str] | None = None,
 ) -> None:
     """Serve `registry` on `address`, run `service` until SIGTERM/SIGINT, then stop serving."""
+    from runstream.consumers import Address, MetricsEndpoint, run_until_signalled  # noqa: PLC0415
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     endpoint = MetricsEndpoint(registry, Address.parse(address, variable), extra=extra)
     log.info("serving /metrics on http://%s:%d", endpoint.host, endpoint.port)
@@ -46,6 +44,8 @@ def _serve(
 @app.command("persist")
 def persist_command() -> None:
     """Store every event in PostgreSQL (group runstream-persist); health on its own /metrics."""
+    from runstream.consumers import LoopOptions, PersistService  # noqa: PLC0415
+
     settings = Settings()
     registry = CollectorRegistry()
     options = LoopOptions(group_id=settings.persist_group, client_id="runstream-persist")
@@ -59,6 +59,8 @@ def persist_command() -> None:
 @app.command("export")
 def export_command() -> None:
     """Serve live run state as Prometheus series on RUNSTREAM_EXPORTER_ADDRESS (/metrics)."""
+    from runstream.consumers import ExportService, LoopOptions  # noqa: PLC0415
+
     settings = Settings()
     registry = CollectorRegistry()
     options = LoopOptions(
@@ -80,6 +82,8 @@ def export_command() -> None:
 @app.command("watchdog")
 def watchdog_command() -> None:
     """Mark runs stalled or lost and ranks straggling, as status events on the topic."""
+    from runstream.consumers import RunWatchdog, WatchPolicy  # noqa: PLC0415
+
     settings = Settings()
     registry = CollectorRegistry()
     policy = WatchPolicy(
