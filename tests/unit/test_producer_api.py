@@ -151,3 +151,19 @@ def test_close_with_a_dead_broker_returns_and_says_what_is_left(tmp_path: Path) 
     assert report.remaining == 101  # RunStarted + 100 values
     assert Path(report.spool_path).is_dir()
     assert len([e for e in spooled_events(tmp_path) if e["body"][0] == kinds.METRICS]) == 100
+
+
+def test_a_full_memory_queue_spills_to_disk_and_loses_nothing(tmp_path: Path) -> None:
+    config = ProducerConfig(
+        kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path, memory_events=10
+    )
+    run = Run(RunContext(run_id="spill", experiment="unit"), config)
+    for step in range(5_000):
+        run.log("loss", float(step), step=step)
+    run.close(timeout=0.2)
+    steps = [
+        body["step"]
+        for kind, body in (e["body"] for e in spooled_events(tmp_path))
+        if kind == kinds.METRICS
+    ]
+    assert steps == list(range(5_000)), "in order, none lost, none twice"
