@@ -8,6 +8,7 @@ from grafana_foundation_sdk.models import dashboard as models
 
 from runstream.deploy.grafana._panels import (
     category_bars_panel,
+    experiment_variable,
     row,
     sql_variable,
     stat_panel,
@@ -78,7 +79,7 @@ METRIC_ACROSS_RUNS = """
 def variables() -> list[cogbuilder.Builder[models.VariableModel]]:
     """Experiment → metric."""
     return [
-        sql_variable("experiment", "Experiment", "SELECT DISTINCT experiment FROM runs ORDER BY 1"),
+        experiment_variable(),
         sql_variable(
             "metric",
             "Metric",

@@ -50,6 +50,13 @@ def sql_variable(
     )
 
 
+def experiment_variable() -> dashboard_builders.QueryVariable:
+    """`$experiment`: every experiment that has a run, the first of each dashboard's chain."""
+    return sql_variable(
+        "experiment", "Experiment", "SELECT DISTINCT experiment FROM runs ORDER BY 1"
+    )
+
+
 def timeseries_panel(
     title: str, targets: Sequence[Target], unit: str = "", width: int = 12, height: int = 8
 ) -> timeseries.Panel:

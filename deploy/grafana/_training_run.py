@@ -7,6 +7,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import dashboard as models
 
 from runstream.deploy.grafana._panels import (
+    experiment_variable,
     logs_panel,
     row,
     sql_variable,
@@ -95,7 +96,7 @@ RUN_SELECTOR = 'run_id="$run", rank=~"$rank"'
 def variables() -> list[cogbuilder.Builder[models.VariableModel]]:
     """Experiment → run → metric, rank."""
     return [
-        sql_variable("experiment", "Experiment", "SELECT DISTINCT experiment FROM runs ORDER BY 1"),
+        experiment_variable(),
         sql_variable(
             "run",
             "Run",

@@ -176,6 +176,12 @@ async def test_broker_down_for_30s_while_logging_50000_ends_with_exactly_50000_r
     assert distinct == 50_000
 
 
+def sync(spool: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`runstream sync --spool SPOOL`, as a user runs it."""
+    command = [sys.executable, "-m", "runstream.cli", "sync", "--spool", str(spool)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+
 _KILLED_TRAINER = """
 import os, signal, sys
 from runstream.producer import start_run
@@ -203,28 +209,14 @@ async def test_trainer_killed_with_sigkill_then_sync_stores_every_event_once(
     )
     assert killed.returncode == -signal.SIGKILL
     assert any(spool.rglob("*.seg")), "the events wait on disk"
-    synced = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "runstream.cli", "sync", "--spool", str(spool)],
-        env=run_env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    synced = await asyncio.to_thread(sync, spool, run_env)
     assert synced.returncode == 0, synced.stderr
     assert "delivered 20002 events" in synced.stderr  # 20,000 + `last` + RunStarted
     count = await wait_for_count(
         admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run_id, expected=20_001
     )
     assert count == 20_001
-    again = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "runstream.cli", "sync", "--spool", str(spool)],
-        env=run_env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    again = await asyncio.to_thread(sync, spool, run_env)
     assert "delivered 0 events" in again.stderr
 
 
