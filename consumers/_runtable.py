@@ -57,6 +57,7 @@ INSERT_EXPERIMENTS = (
     "INSERT INTO experiments (name) SELECT DISTINCT experiment FROM stage_runs "
     "ON CONFLICT DO NOTHING"
 )
+_WRITE_BACK = ";\n".join((UPSERT_RUNS, UPSERT_RANKS, INSERT_EXPERIMENTS))  # one round trip
 
 
 def run_row(run: RunState) -> tuple[Any, ...]:
@@ -130,6 +131,4 @@ async def write_runs(conn: Connection, runs: Iterable[RunState]) -> None:
     )
     ranks = [rank_row(rank) for run in runs for rank in run.ranks.values()]
     await conn.copy_records_to_table("stage_run_ranks", records=ranks, columns=RANK_COLUMNS)
-    await conn.execute(UPSERT_RUNS)
-    await conn.execute(UPSERT_RANKS)
-    await conn.execute(INSERT_EXPERIMENTS)
+    await conn.execute(_WRITE_BACK)

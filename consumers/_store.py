@@ -1,10 +1,14 @@
 """`EventStore`: writes one batch of decoded events to PostgreSQL in one transaction.
 
-Each history table gets a COPY into its session-local staging table (`stage_*`, emptied at every
-commit) and one `INSERT … SELECT … ON CONFLICT DO NOTHING`: the primary keys hold the event
-identity, so a redelivered batch inserts nothing twice. `metric_latest` is updated from the rows the
-insert actually returned, so a replay never counts a value twice. Runs touched by the batch are
-locked, folded (`RunState.apply`) and written back in the same transaction.
+Metric values, nearly all of the rows, take a fast path: one COPY straight into `metrics` and one
+upsert of `metric_latest` summarized in Python (`_latest`). The primary key holds the event
+identity, so a batch that was partly stored before (a redelivery after a crash or a rebalance)
+makes that COPY fail on a duplicate; the transaction is then rolled back and the batch written
+again on the exact path, which also serves every other history table: a COPY into the session-local
+staging table (`stage_*`, emptied at every commit) and one `INSERT … SELECT … ON CONFLICT DO
+NOTHING`. There `metric_latest` is updated from the rows the insert actually returned, so a replay
+never counts a value twice. Runs touched by the batch are locked, folded (`RunState.apply`) and
+written back in the same transaction.
 
 The window over the inserted rows is ordered like the `DISTINCT ON` that picks the newest value of
 each (run, metric, rank), so PostgreSQL sorts the batch once.
@@ -18,7 +22,8 @@ from typing import Any
 import asyncpg
 
 from runstream.consumers._database import Connection
-from runstream.consumers._rows import COLUMNS, HistoryRows
+from runstream.consumers._latest import MERGE_LATEST, UPSERT_LATEST, as_arrays, summarize
+from runstream.consumers._rows import COLUMNS, HistoryRows, Row
 from runstream.consumers._runstate import RunState
 from runstream.consumers._runtable import lock_runs, write_runs
 
@@ -26,7 +31,7 @@ Event = dict[str, Any]
 
 STAGING_TABLES = (*COLUMNS, "runs", "run_ranks")
 
-_INSERT_METRICS = """
+_NEWEST_INSERTED = """
 WITH inserted AS (
     INSERT INTO metrics (run_id, name, step, rank, time, value, producer_id, seq, idx)
     SELECT run_id, name, step, rank, time, value, producer_id, seq, idx FROM stage_metrics
@@ -42,14 +47,8 @@ WITH inserted AS (
 )
 INSERT INTO metric_latest AS m (run_id, name, rank, step, time, value, count, min, max)
 SELECT run_id, name, rank, step, time, value, n, lo, hi FROM newest
-ON CONFLICT (run_id, name, rank) DO UPDATE SET
-    step = CASE WHEN excluded.time >= m.time THEN excluded.step ELSE m.step END,
-    value = CASE WHEN excluded.time >= m.time THEN excluded.value ELSE m.value END,
-    time = greatest(m.time, excluded.time),
-    count = m.count + excluded.count,
-    min = least(m.min, excluded.min),
-    max = greatest(m.max, excluded.max)
 """
+_INSERT_METRICS = _NEWEST_INSERTED + MERGE_LATEST
 
 
 def _insert(table: str) -> str:
@@ -83,6 +82,25 @@ def fold_runs(known: dict[str, RunState], events: Sequence[Event]) -> dict[str, 
     return touched
 
 
+class _AlreadyStored(Exception):
+    """Some metric rows of the batch are in PostgreSQL already: write it on the exact path."""
+
+
+async def insert_new_metrics(conn: Connection, rows: list[Row]) -> None:
+    """COPY `rows` into `metrics` and fold them into `metric_latest` (all must be new)."""
+    try:
+        await conn.copy_records_to_table("metrics", records=rows, columns=COLUMNS["metrics"])
+    except asyncpg.UniqueViolationError as exc:
+        raise _AlreadyStored from exc
+    await conn.execute(UPSERT_LATEST, *as_arrays(summarize(rows)))
+
+
+async def insert_staged(conn: Connection, table: str, rows: list[Row]) -> None:
+    """COPY `rows` into `table`'s staging table, then insert those not stored yet."""
+    await conn.copy_records_to_table(f"stage_{table}", records=rows, columns=COLUMNS[table])
+    await conn.execute(_INSERTS[table])
+
+
 class EventStore:
     """Writes batches of events into PostgreSQL through an asyncpg connection."""
 
@@ -91,13 +109,22 @@ class EventStore:
         history = HistoryRows()
         for event in events:
             history.add(event)
+        try:
+            await self._write(conn, events, history, fast=True)
+        except _AlreadyStored:
+            await self._write(conn, events, history, fast=False)
+        count: int = history.count()
+        return count
+
+    async def _write(
+        self, conn: Connection, events: Sequence[Event], history: HistoryRows, *, fast: bool
+    ) -> None:
         async with conn.transaction():
             run_ids = sorted({e["run_id"] for e in events})
             known = await lock_runs(conn, run_ids)
             for table, rows in history.non_empty().items():
-                columns = COLUMNS[table]
-                await conn.copy_records_to_table(f"stage_{table}", records=rows, columns=columns)
-                await conn.execute(_INSERTS[table])
+                if fast and table == "metrics":
+                    await insert_new_metrics(conn, rows)
+                else:
+                    await insert_staged(conn, table, rows)
             await write_runs(conn, fold_runs(known, events).values())
-        count: int = history.count()
-        return count
