@@ -2,25 +2,35 @@
 
     python benchmarks/bench_log.py [--calls 1000000] [--peers]
 
-Cases: runstream with the broker reachable (RUNSTREAM_BOOTSTRAP_SERVERS, default the local stack)
-and with it down (a closed port: events go to the spool), then, with --peers, MLflow
-(`log_metric`, synchronous and `synchronous=False`, sqlite store) and W&B (offline `wandb.log`).
-Prints mean and p99 per call in microseconds, and each peer's ratio to runstream.
+Cases, each a fresh run logging `--calls` values as fast as it can:
+- broker up: the local stack's broker (RUNSTREAM_BOOTSTRAP_SERVERS) and its topic, which the
+  stack's persist and export services consume on this same machine while the loop runs;
+- broker up, own topic: the same broker, a fresh topic no service reads (the trainer's cost
+  without the consumers competing for these two cores, as on a cluster where they run elsewhere);
+- broker down: a closed port, so everything goes to the spool;
+- courier thread: broker up, Kafka sending in a thread of the trainer (RUNSTREAM_COURIER=thread),
+  the in-process baseline the default courier process is compared with;
+then, with --peers, MLflow (`log_metric`, synchronous and `synchronous=False`, sqlite store) and
+W&B (offline `wandb.log`). Prints mean and p99 per call in microseconds, and each case's ratio to
+the first.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream._settings import Settings
+from runstream.consumers._topics import delete_topics, ensure_topics
 from runstream.producer import Run, RunContext
 
 Logger = Callable[[str, float, int], None]
@@ -39,10 +49,10 @@ def measure(log: Logger, calls: int) -> tuple[float, float]:
     return statistics.fmean(samples) / 1000, samples[int(calls * 0.99)] / 1000
 
 
-def runstream_case(bootstrap: str, spool: Path) -> tuple[Run, Logger]:
-    """A run whose events go to `bootstrap` (or wait in the spool when nothing answers there)."""
-    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers=bootstrap), spool_dir=spool)
-    context = RunContext(run_id=f"bench-{os.getpid()}-{len(bootstrap)}", experiment="bench")
+def runstream_case(kafka: KafkaConfig, spool: Path, courier: str) -> tuple[Run, Logger]:
+    """A run whose events go to `kafka` (or wait in the spool when nothing answers there)."""
+    config = ProducerConfig(kafka=kafka, spool_dir=spool, courier=courier)
+    context = RunContext(run_id=f"bench-{os.getpid()}-{spool.name}", experiment="bench")
     run = Run(context, config)
     return run, run.log
 
@@ -93,21 +103,35 @@ def main() -> None:
     parser.add_argument("--peers", action="store_true", help="also measure MLflow and W&B")
     args = parser.parse_args()
     results: dict[str, tuple[float, float]] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        tmp = Path(folder)
-        for label, bootstrap in (
-            ("runstream, broker up", Settings().bootstrap_servers),
-            ("runstream, broker down", "127.0.0.1:9"),
-        ):
-            run, log = runstream_case(bootstrap, tmp / label.replace(" ", "_"))
-            results[label] = measure(log, args.calls)
-            run.close(timeout=60 if "up" in label else 1)
-        if args.peers:
-            results.update(peers(tmp, args.peer_calls))
-    base_mean, base_p99 = results["runstream, broker up"]
-    print(f"{'case':28} {'mean µs':>9} {'p99 µs':>9} {'x mean':>8} {'x p99':>8}")
+    stack = Settings().kafka()
+    own = replace(
+        stack,
+        topic=f"runstream.bench.{os.getpid()}",
+        dlq_topic=f"runstream.bench.{os.getpid()}.dlq",
+    )
+    asyncio.run(ensure_topics(own))
+    cases = (
+        ("broker up", stack, "process"),
+        ("broker up, own topic", own, "process"),
+        ("broker down", replace(stack, bootstrap_servers="127.0.0.1:9"), "process"),
+        ("courier thread, broker up", stack, "thread"),
+    )
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            tmp = Path(folder)
+            for n, (label, kafka, courier) in enumerate(cases):
+                run, log = runstream_case(kafka, tmp / f"case-{n}", courier)
+                time.sleep(1)  # the courier process starts outside the measured loop
+                results[f"runstream, {label}"] = measure(log, args.calls)
+                run.close(timeout=1 if "down" in label else 120)
+            if args.peers:
+                results.update(peers(tmp, args.peer_calls))
+    finally:
+        asyncio.run(delete_topics(own, [own.topic, own.dlq_topic]))
+    base_mean, base_p99 = next(iter(results.values()))
+    print(f"{'case':38} {'mean µs':>9} {'p99 µs':>9} {'x mean':>8} {'x p99':>8}")
     for label, (mean, p99) in results.items():
-        print(f"{label:28} {mean:9.2f} {p99:9.2f} {mean / base_mean:8.1f} {p99 / base_p99:8.1f}")
+        print(f"{label:38} {mean:9.2f} {p99:9.2f} {mean / base_mean:8.1f} {p99 / base_p99:8.1f}")
     sys.stdout.flush()
 
 

@@ -67,7 +67,7 @@ class RunBase:
 
     def _start_session(self) -> None:
         """A producer session: identity (producer_id, seq) and the shipper that owns the spool."""
-        self._shipper = Shipper(self.config, self.problems, on_tick=self._tick)
+        self._shipper = Shipper(self.config, self.problems, self._key, on_tick=self._tick)
         self.producer_id = self._shipper.producer_id
         self._seq = itertools.count()
         c = self.context
@@ -78,6 +78,8 @@ class RunBase:
     def restart_after_fork(self) -> None:
         """In a forked child: a new producer session, so identities never meet the parent's."""
         self.forked_child = True
+        self._shipper.forget_after_fork()
+        self._parent_shipper = self._shipper  # the parent's: never collected, never closed here
         self._start_session()
 
     # -- identity ------------------------------------------------------------------------------
@@ -124,7 +126,7 @@ class RunBase:
         payload = self._metrics.encode_one(
             next(self._seq), time.time_ns() // 1000, step, name, number
         )
-        self._shipper.submit(self._key, payload)
+        self._shipper.submit(payload)
 
     def log_metrics(self, metrics: Mapping[str, object], step: int | None = None) -> None:
         """Log several values at one step (MLflow `log_metrics`, W&B `log`); all or nothing."""
@@ -141,7 +143,7 @@ class RunBase:
             self._steps[name] = step + 1
         self.max_step = max(self.max_step, step)
         payload = self._metrics.encode(next(self._seq), time.time_ns() // 1000, step, pairs)
-        self._shipper.submit(self._key, payload)
+        self._shipper.submit(payload)
 
     def log_list(self, name: str, values: Iterable[object]) -> None:
         """Log a list of values under one name, at consecutive steps (Azure `log_list`)."""
@@ -254,8 +256,8 @@ class RunBase:
     def _tick(self) -> None:
         """Called by the shipper's loop every flush interval: send what is due."""
         now = time.monotonic()
-        if self.finished is not None:
-            return
+        if self.finished is not None or self.forked_child:
+            return  # a forked child (a data loader worker) ships what it logs; the parent beats
         if now - self._last_heartbeat >= self.config.heartbeat_interval:
             self._last_heartbeat = now
             self._emit(kinds.HEARTBEAT, self._heartbeat_body(progress=False))
@@ -273,7 +275,7 @@ class RunBase:
         # At the current step, so that a sample never looks like training progress.
         step = max(self.max_step, 0)
         payload = self._metrics.encode(next(self._seq), time.time_ns() // 1000, step, values)
-        self._shipper.submit(self._key, payload)
+        self._shipper.submit(payload)
 
     def _heartbeat_body(self, *, progress: bool) -> dict[str, Any]:
         step = self.max_step if self.max_step >= 0 else None
@@ -339,4 +341,4 @@ class RunBase:
             "time": time.time_ns() // 1000,
             "body": (kind, body),
         }
-        self._shipper.submit(self._key, self._codec.encode(event))
+        self._shipper.submit(self._codec.encode(event))

@@ -1,18 +1,25 @@
-"""The background half of the producer: one daemon thread with its own asyncio loop.
+"""The background half of the producer: one daemon thread with its own asyncio loop, and a courier.
 
-Callers hand it encoded frames (`submit`, microseconds, no I/O). Once per flush interval the loop
-moves them to the write-ahead spool on disk (append + fsync), then sends the spool to Kafka in order
-and deletes what Kafka acknowledged. When the broker is away the spool grows on disk (up to
-`spool_max_bytes`; beyond that new events are dropped, counted and logged) and drains in order when
-it returns. Spools of dead sessions found in the same directory are delivered too.
+Callers hand it encoded events (`submit`, a list append, no I/O). Once per flush interval the loop
+moves them to the write-ahead spool on disk (one synchronous write of one block) and wakes the
+courier, which sends the spool to Kafka in order and says how far Kafka acknowledged it. The
+courier is a process of its own by default (`ProducerConfig.courier`), so Kafka's client never
+competes with training for the interpreter lock; a thread of this loop when asked to, or when no
+process can be started. When the broker is away the spool grows on disk (up to `spool_max_bytes`;
+beyond that new events are dropped, counted and logged) and drains in order when it returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import itertools
+import os
+import pickle
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -22,15 +29,12 @@ from dataclasses import dataclass
 
 from runstream._config import ProducerConfig
 from runstream._errors import ClosedError, TransportError
+from runstream.producer._courier import Courier
 from runstream.producer._problems import ProblemReporter
-from runstream.producer._sender import KafkaSender
-from runstream.producer._spool import (
-    Frame,
-    SegmentWriter,
-    SpoolFolder,
-    SpoolReader,
-    orphaned_folders,
-)
+from runstream.producer._spool import SegmentCursor, SegmentWriter, SpoolFolder
+
+_RESPAWN_AFTER = 1.0
+_STOP_GRACE = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,23 +47,28 @@ class CloseReport:
 
 
 class Shipper:
-    """Moves frames from the caller to the spool and from the spool to Kafka."""
+    """Moves events from the caller to the spool, and has a courier send the spool to Kafka."""
 
     def __init__(
         self,
         config: ProducerConfig,
         problems: ProblemReporter,
+        key: bytes,
         on_tick: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.problems = problems
+        self.key = key
         self.producer_id = str(uuid.uuid4())
         self.folder = SpoolFolder.create(config.spool_dir / self.producer_id)
         self._writer = SegmentWriter(self.folder, config.segment_bytes)
-        self._reader = SpoolReader(self.folder)
-        self._pending: deque[Frame] = deque()
+        self._pending: list[bytes] = []
         self._disk_lock = threading.Lock()
         self._counter = itertools.count(1)
+        # (segment, end offset, events written up to there), for each write not yet acknowledged
+        self._marks: deque[tuple[int, int, int]] = deque()
+        self._measured = self._unmeasured = 0
+        self._measure_at = 0.0
         self.submitted = 0
         self.written = 0
         self.acked = 0
@@ -67,20 +76,22 @@ class Shipper:
         self._settled = threading.Condition()
         self._on_tick = on_tick
         self._closing = False
+        self._finishing = False
+        self._courier: _CourierProcess | _CourierTask | None = None
+        self._respawn_at = 0.0
         self._loop = asyncio.new_event_loop()
         self._wake = asyncio.Event()
-        self._written_more = asyncio.Event()
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, name="runstream-shipper", daemon=True)
         self._thread.start()
 
     # -- caller side -------------------------------------------------------------------------
 
-    def submit(self, key: bytes, value: bytes) -> None:
-        """Hand over one encoded event. Never blocks on the network."""
+    def submit(self, value: bytes) -> None:
+        """Hand over one encoded event of this session's run. Never blocks on the network."""
         if self._closing:
             raise ClosedError("this run's producer is closed")
-        self._pending.append((key, value))
+        self._pending.append(value)
         self.submitted = next(self._counter)
         if len(self._pending) > self.config.memory_events:
             self._spill()
@@ -109,9 +120,14 @@ class Shipper:
             with contextlib.suppress(RuntimeError):  # the loop already ended
                 self._loop.call_soon_threadsafe(self._finish)
         with contextlib.suppress(concurrent.futures.TimeoutError):
-            self._done.result(timeout=max(timeout, 1.0))
+            self._done.result(timeout=max(timeout, 1.0) + _STOP_GRACE)
         remaining = self.written - self.acked
         return CloseReport(remaining == 0, remaining, str(self.folder.path))
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: let go of the parent's courier without disturbing it."""
+        if isinstance(self._courier, _CourierProcess):
+            self._courier.forget()
 
     def _refuse_on_loop_thread(self, what: str) -> None:
         if threading.current_thread() is self._thread:
@@ -123,35 +139,46 @@ class Shipper:
                 self._loop.call_soon_threadsafe(self._wake.set)
 
     def _spill(self) -> None:
-        """Memory is full: move pending frames to disk now (the only disk write a caller does)."""
+        """Memory is full: move pending events to disk now (the only disk write a caller does)."""
         with self._disk_lock:
             self._drain_to_disk()
 
     # -- loop side ---------------------------------------------------------------------------
 
     def _drain_to_disk(self) -> None:
-        frames = []
-        while self._pending:
-            frames.append(self._pending.popleft())
-        if not frames:
+        count = len(self._pending)
+        if not count:
             return
-        room = self.config.spool_max_bytes - self._disk_bytes()
-        if room <= 0:
-            self.dropped += len(frames)
+        values = self._pending[:count]
+        del self._pending[:count]  # appends made meanwhile sit after `count` and stay
+        if self._spool_full():
+            self.dropped += count
             error = TransportError("spool is full", retriable=True)
-            self.problems.report("spool_full", error, f"dropped {len(frames)} events")
+            self.problems.report("spool_full", error, f"dropped {count} events")
             return
         try:
-            self._writer.append(frames)
-            self._writer.sync()
+            before = self._writer.offset
+            segment, offset = self._writer.append(self.key, values)
+            self._unmeasured += offset - before
         except OSError as exc:
-            self.dropped += len(frames)
-            self.problems.report("spool_write", exc, f"dropped {len(frames)} events")
+            self.dropped += count
+            self.problems.report("spool_write", exc, f"dropped {count} events")
             return
-        self.written += len(frames)
+        self.written += count
+        self._marks.append((segment, offset, self.written))
 
-    def _disk_bytes(self) -> int:
-        return self.folder.size()
+    def _spool_full(self) -> bool:
+        """Whether the spool holds `spool_max_bytes`. The folder is measured (a listing and a stat
+        per segment) once a second, or sooner when the last measure plus what was written since
+        reaches the limit; between measures the courier only ever makes it smaller.
+        """
+        now = time.monotonic()
+        estimate = self._measured + self._unmeasured
+        if estimate < self.config.spool_max_bytes and now < self._measure_at:
+            return False
+        self._measured, self._unmeasured = self.folder.size(), 0
+        self._measure_at = now + 1.0
+        return self._measured >= self.config.spool_max_bytes
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -166,14 +193,9 @@ class Shipper:
                 self._settled.notify_all()
 
     async def _main(self) -> None:
-        """Every flush interval: caller's frames to disk, then what is due (heartbeats). Sending
-        runs as its own task, so a slow or absent broker never delays the write to disk.
+        """Every flush interval (or when poked): the caller's events to disk, the courier woken,
+        then what is due (heartbeats).
         """
-        sender = KafkaSender(self.config, self.problems)
-        tasks = [
-            asyncio.create_task(self._send_own(sender)),
-            asyncio.create_task(self._deliver_orphans(sender)),
-        ]
         try:
             while not self._finishing:
                 self._write_pending()
@@ -183,23 +205,49 @@ class Shipper:
                     await asyncio.wait_for(self._wake.wait(), self.config.flush_interval)
             self._write_pending()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await sender.stop()
+            if self._courier is not None:
+                await self._courier.stop()
             self._writer.close()
             if self.written == self.acked:
                 self.folder.remove()
             else:
                 self.folder.unlock()  # what is left is `runstream sync`'s (or the next run's)
 
-    _finishing = False
-
     def _write_pending(self) -> None:
         with self._disk_lock:
             self._drain_to_disk()
         if self.written > self.acked:
-            self._written_more.set()
+            self._courier_wake()
+
+    def _courier_wake(self) -> None:
+        if self._courier is not None and self._courier.ended:
+            self._courier.discard()
+            self._courier = None
+            self._respawn_at = time.monotonic() + _RESPAWN_AFTER
+        if self._courier is None and not self._finishing and time.monotonic() >= self._respawn_at:
+            self._courier = self._start_courier()
+        if self._courier is not None:
+            self._courier.wake()
+
+    def _start_courier(self) -> _CourierProcess | _CourierTask:
+        if self.config.courier == "process":
+            try:
+                return _CourierProcess(self.config, self.folder, self._on_acked, self.problems)
+            except OSError as exc:
+                self.problems.report("courier", exc, "cannot start the courier; using a thread")
+        courier = Courier(self.folder, self.config, self.problems, self._on_acked)
+        return _CourierTask(courier)
+
+    def _on_acked(self, cursor: SegmentCursor) -> None:
+        """Kafka acknowledged everything before `cursor`: count the writes that ended there."""
+        acked = self.acked
+        position = (cursor.segment, cursor.offset)
+        while self._marks and self._marks[0][:2] <= position:
+            acked = self._marks.popleft()[2]
+        if acked > self.acked:
+            with self._settled:
+                self.acked = acked
+                self._settled.notify_all()
 
     def _tick(self) -> None:
         if self._on_tick is None or self._closing:
@@ -213,43 +261,125 @@ class Shipper:
         self._finishing = True
         self._wake.set()
 
-    async def _send_own(self, sender: KafkaSender) -> None:
-        """Send what reached the disk, in order, until cancelled."""
-        while True:
-            if self.acked >= self.written:
-                self._written_more.clear()
-                await self._written_more.wait()
-                continue
-            if not await sender.ready():  # don't read the disk for a broker that is away
-                await asyncio.sleep(self.config.flush_interval)
-                continue
-            frames = self._reader.next_batch(self._writer.segment)
-            if not frames:
-                await asyncio.sleep(self.config.flush_interval)
-                continue
-            if not await sender.send(frames):
-                await asyncio.sleep(self.config.flush_interval)
-                continue
-            self._reader.commit()
-            with self._settled:
-                self.acked += len(frames)
-                self._settled.notify_all()
 
-    async def _deliver_orphans(self, sender: KafkaSender) -> None:
-        for folder in orphaned_folders(self.config.spool_dir, own=self.folder.path):
-            await deliver_folder(folder, sender)
+class _CourierTask:
+    """The courier as a task of the shipper's own loop."""
+
+    def __init__(self, courier: Courier) -> None:
+        self.courier = courier
+        self.task = asyncio.get_running_loop().create_task(courier.run())
+
+    @property
+    def ended(self) -> bool:
+        return self.task.done()
+
+    def wake(self) -> None:
+        self.courier.written.set()
+
+    def discard(self) -> None:
+        """The task ended by itself (it logged why): nothing to release."""
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(self.task, return_exceptions=True), _STOP_GRACE)
 
 
-async def deliver_folder(folder: SpoolFolder, sender: KafkaSender) -> int:
-    """Send every frame of a dead session's folder, then delete it. Returns frames sent."""
-    reader = SpoolReader(folder)
-    sent = 0
-    while frames := reader.next_batch(None):
-        delivered = await sender.send(frames)
-        while not delivered:
-            await asyncio.sleep(0.5)
-            delivered = await sender.send(frames)
-        reader.commit()
-        sent += len(frames)
-    folder.remove()
-    return sent
+class _CourierProcess:
+    """The courier as a child process (`python -m runstream.producer._courier`)."""
+
+    def __init__(
+        self,
+        config: ProducerConfig,
+        folder: SpoolFolder,
+        on_acked: Callable[[SegmentCursor], None],
+        problems: ProblemReporter,
+    ) -> None:
+        self.on_acked = on_acked
+        self.problems = problems
+        self.ended = False
+        self._loop = asyncio.get_running_loop()
+        self._buffer = b""
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", "from runstream.producer._courier import main; main()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._stdin, self._stdout = self._process.stdin, self._process.stdout
+        hello = base64.b64encode(pickle.dumps((config, str(folder.path)))) + b"\n"
+        self._stdin.write(hello)
+        self._stdin.flush()
+        os.set_blocking(self._stdin.fileno(), False)
+        os.set_blocking(self._stdout.fileno(), False)
+        self._loop.add_reader(self._stdout.fileno(), self._on_output)
+
+    def wake(self) -> None:
+        self._send(b"w")
+
+    def _send(self, signal: bytes) -> None:
+        # A full pipe already holds a wake-up; a closed one means the courier ended.
+        with contextlib.suppress(BlockingIOError, BrokenPipeError, ValueError, OSError):
+            os.write(self._stdin.fileno(), signal)
+
+    def _on_output(self) -> None:
+        try:
+            data = os.read(self._stdout.fileno(), 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self._ended()
+            return
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        for line in lines:
+            self._line(line.decode(errors="replace"))
+
+    def _line(self, line: str) -> None:
+        kind, _, rest = line.partition(" ")
+        if kind == "a":
+            segment, offset = rest.split()
+            self.on_acked(SegmentCursor(int(segment), int(offset)))
+        elif kind == "e":
+            what, message, error = [*rest.split("\t", 2), "", ""][:3]
+            self.problems.report(what, TransportError(error, retriable=True), message)
+
+    def _ended(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self._loop.remove_reader(self._stdout.fileno())
+
+    def discard(self) -> None:
+        """The courier ended by itself (killed, crashed): reap it and close its pipes."""
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+        self._stdin.close()
+        self._stdout.close()
+
+    async def stop(self) -> None:
+        """Tell the courier to stop; wait for it (bounded), then make sure it is gone."""
+        self._send(b"c")
+        try:
+            await asyncio.to_thread(self._process.wait, _STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._on_output_rest()
+        self._ended()
+        self._stdin.close()
+        self._stdout.close()
+
+    def _on_output_rest(self) -> None:
+        """Read acknowledgements the courier wrote just before it exited."""
+        with contextlib.suppress(BlockingIOError, OSError, ValueError):
+            while data := os.read(self._stdout.fileno(), 65536):
+                *lines, self._buffer = (self._buffer + data).split(b"\n")
+                for line in lines:
+                    self._line(line.decode(errors="replace"))
+
+    def forget(self) -> None:
+        """In a forked child: close our copies of the pipes (the parent still owns the courier)."""
+        with contextlib.suppress(OSError):
+            self._stdin.close()
+            self._stdout.close()

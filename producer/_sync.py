@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runstream._config import ProducerConfig
+from runstream.producer._courier import deliver_folder
 from runstream.producer._problems import ProblemReporter
 from runstream.producer._sender import KafkaSender
-from runstream.producer._shipper import deliver_folder
 from runstream.producer._spool import SpoolFolder, orphaned_folders
 
 Progress = Callable[[int, int], None]

@@ -16,6 +16,7 @@ _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL = (None, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _TLS = ("SSL", "SASL_SSL")
 _TLS_FILES = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+_COURIERS = ("process", "thread")
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -115,8 +116,11 @@ class ProducerConfig:
     spool_max_bytes: int = 1024**3
     segment_bytes: int = 16 * 1024**2
     send_timeout: float = 30.0
+    courier: str = "process"
 
     def __post_init__(self) -> None:
+        if self.courier not in _COURIERS:
+            raise ConfigError(f"courier={self.courier!r}: one of {_COURIERS}")
         _positive("flush_interval", self.flush_interval)
         _positive("heartbeat_interval", self.heartbeat_interval)
         if self.system_metrics_interval < 0:

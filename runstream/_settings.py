@@ -7,6 +7,7 @@ frozen config objects built here. Defaults point at the local stack (`runstream 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,9 @@ class Settings(BaseSettings):
     )
     system_metrics_interval: float = Field(
         0.0, description="Seconds between CPU/memory/GPU samples (0: off)"
+    )
+    courier: Literal["process", "thread"] = Field(
+        "process", description="Where Kafka sending runs: its own process, or a thread"
     )
     # Watchdog
     stall_after: float = Field(300.0, description="Seconds without progress before `stalled`")
@@ -114,6 +118,7 @@ class Settings(BaseSettings):
             heartbeat_interval=self.heartbeat_interval,
             system_metrics_interval=self.system_metrics_interval,
             close_timeout=self.close_timeout,
+            courier=self.courier,
         )
 
     def database(self, *, read_only: bool = False) -> DatabaseConfig:

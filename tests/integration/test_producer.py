@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import matplotlib
+import psutil
 import pytest
 
 from runstream._config import KafkaConfig, ProducerConfig
@@ -176,6 +177,55 @@ async def test_broker_down_for_30s_while_logging_50000_ends_with_exactly_50000_r
     assert distinct == 50_000
 
 
+def couriers() -> list[psutil.Process]:
+    """The courier processes this test process's runs started."""
+    children = psutil.Process().children()
+    return [c for c in children if any("_courier" in part for part in c.cmdline())]
+
+
+async def test_a_courier_killed_mid_stream_is_replaced_and_every_event_is_stored_once(
+    stack: StackEndpoints, admin_db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    run = new_run(stack, tmp_path)
+    killed: set[int] = set()
+    for step in range(30_000):
+        run.log("loss", float(step), step=step)
+        if step % 5_000 == 4_999:
+            await asyncio.sleep(1.5)  # a killed courier is replaced within a second
+            [courier] = couriers()
+            assert courier.pid not in killed, "a new courier"
+            courier.kill()
+            killed.add(courier.pid)
+    assert len(killed) == 6
+    report = await asyncio.to_thread(run.complete, 120)
+    assert report.delivered, report
+    count = await wait_for_count(
+        admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run.run_id, expected=30_000
+    )
+    assert count == 30_000
+    assert couriers() == [], "closing the run ended its courier"
+
+
+async def test_a_courier_thread_delivers_like_the_process(
+    stack: StackEndpoints, admin_db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    config = ProducerConfig(
+        kafka=KafkaConfig(bootstrap_servers=stack.bootstrap_servers),
+        spool_dir=tmp_path / "spool",
+        courier="thread",
+    )
+    run = Run(RunContext(run_id=f"sdk-{uuid.uuid4().hex[:12]}", experiment="sdk-tests"), config)
+    for step in range(5_000):
+        run.log("loss", float(step), step=step)
+    assert couriers() == []
+    report = await asyncio.to_thread(run.complete, 60)
+    assert report.delivered, report
+    count = await wait_for_count(
+        admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run.run_id, expected=5_000
+    )
+    assert count == 5_000
+
+
 def sync(spool: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`runstream sync --spool SPOOL`, as a user runs it."""
     command = [sys.executable, "-m", "runstream.cli", "sync", "--spool", str(spool)]
@@ -183,13 +233,14 @@ def sync(spool: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 _KILLED_TRAINER = """
-import os, signal, sys
+import os, signal, sys, psutil
 from runstream.producer import start_run
 run = start_run(experiment="sdk-tests", run_id=sys.argv[1])
 for step in range(20_000):
     run.log("loss", float(step), step=step)
 run.log("last", 1.0)
 import time; time.sleep(0.5)  # one flush interval and more: everything is on disk
+print(*(p.pid for p in psutil.Process().children()), flush=True)  # the courier
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -205,9 +256,17 @@ async def test_trainer_killed_with_sigkill_then_sync_stores_every_event_once(
         "RUNSTREAM_BOOTSTRAP_SERVERS": "127.0.0.1:9",
     }
     killed = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-c", _KILLED_TRAINER, run_id], env=env, check=False
+        subprocess.run,
+        [sys.executable, "-c", _KILLED_TRAINER, run_id],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
     )
     assert killed.returncode == -signal.SIGKILL
+    [courier] = [int(pid) for pid in killed.stdout.split()]
+    _, alive = await asyncio.to_thread(psutil.wait_procs, [psutil.Process(courier)], 5)
+    assert not alive, "the courier ends with its trainer"
     assert any(spool.rglob("*.seg")), "the events wait on disk"
     synced = await asyncio.to_thread(sync, spool, run_env)
     assert synced.returncode == 0, synced.stderr

@@ -26,7 +26,7 @@ def spooled_events(spool: Path) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for path in sorted(p for p in spool.iterdir() if p.is_dir()):
         reader = SpoolReader(SpoolFolder(path))
-        while batch := reader.next_batch(None):
+        while batch := reader.next_batch():
             events.extend(default_codec().decode(value) for _, value in batch)
             reader.commit()
     return sorted(events, key=lambda e: e["time"])

@@ -22,7 +22,7 @@ def spooled_events(spool: Path) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for path in sorted(spool.iterdir()):
         reader = SpoolReader(SpoolFolder(path))
-        while batch := reader.next_batch(None):
+        while batch := reader.next_batch():
             events.extend(default_codec().decode(value) for _, value in batch)
             reader.commit()
     return events

@@ -6,30 +6,42 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from runstream.producer._spool import (
+    SegmentCursor,
     SegmentWriter,
     SpoolFolder,
     SpoolReader,
-    encode_frame,
-    encode_frames,
+    encode_block,
     orphaned_folders,
     read_frames,
 )
 
 
+def values(n: int, start: int = 0) -> list[bytes]:
+    return [f"event-{i}".encode() * 3 for i in range(start, start + n)]
+
+
 def frames(n: int, start: int = 0) -> list[tuple[bytes, bytes]]:
-    return [(b"run", f"event-{i}".encode() * 3) for i in range(start, start + n)]
+    return [(b"run", value) for value in values(n, start)]
 
 
-def test_frames_round_trip_and_torn_tail_is_cut() -> None:
-    data = b"".join(encode_frame(k, v) for k, v in frames(3))
-    assert encode_frames(frames(3)) == data
-    assert read_frames(data) == (len(data), frames(3))
-    assert read_frames(data[:-2])[1] == frames(2)
+def test_blocks_round_trip_and_a_torn_or_corrupt_block_ends_the_data() -> None:
+    first, second = encode_block(b"run", values(3)), encode_block(b"run", values(2, 3))
+    data = first + second
+    assert read_frames(data) == (len(data), frames(5))
+    assert read_frames(data[:-2]) == (len(first), frames(3)), "a torn last block is cut"
     corrupted = bytearray(data)
     corrupted[-1] ^= 0xFF
-    assert read_frames(bytes(corrupted))[1] == frames(2)
+    assert read_frames(bytes(corrupted)) == (len(first), frames(3)), "its CRC fails"
+    assert read_frames(b"") == (0, [])
+
+
+def test_empty_values_and_big_writes_split_into_blocks_keep_every_frame() -> None:
+    many = [b""] + [b"%d" % i for i in range(25_000)]
+    data = encode_block(b"k", many)
+    assert read_frames(data) == (len(data), [(b"k", v) for v in many])
 
 
 def test_reader_follows_writer_across_segments(tmp_path: Path) -> None:
@@ -38,9 +50,8 @@ def test_reader_follows_writer_across_segments(tmp_path: Path) -> None:
     reader = SpoolReader(folder, max_bytes=100)
     got: list[tuple[bytes, bytes]] = []
     for chunk in range(5):
-        writer.append(frames(7, chunk * 7))
-        writer.sync()
-        while batch := reader.next_batch(writer.segment):
+        writer.append(b"run", values(7, chunk * 7))
+        while batch := reader.next_batch():
             got.extend(batch)
             reader.commit()
     writer.close()
@@ -52,11 +63,10 @@ def test_reader_follows_writer_across_segments(tmp_path: Path) -> None:
 def test_uncommitted_batch_is_read_again(tmp_path: Path) -> None:
     folder = SpoolFolder.create(tmp_path / "s")
     writer = SegmentWriter(folder, segment_bytes=10_000)
-    writer.append(frames(4))
-    writer.sync()
+    writer.append(b"run", values(4))
     reader = SpoolReader(folder)
-    first = reader.next_batch(writer.segment)
-    second = reader.next_batch(writer.segment)
+    first = reader.next_batch()
+    second = reader.next_batch()
     writer.close()
     folder.unlock()
     assert second == first, "a batch Kafka did not acknowledge is resent"
@@ -68,13 +78,13 @@ def test_live_folder_is_not_an_orphan_but_dead_one_is(tmp_path: Path) -> None:
     code = (
         "import sys; from pathlib import Path; from runstream.producer._spool import *;"
         "f = SpoolFolder.create(Path(sys.argv[1])); w = SegmentWriter(f, 10**6);"
-        "w.append([(b'k', b'v%d' % i) for i in range(10)]); w.sync(); import os; os._exit(0)"
+        "w.append(b'k', [b'v%d' % i for i in range(10)]); import os; os._exit(0)"
     )
     subprocess.run([sys.executable, "-c", code, str(dead)], check=True)
     found = list(orphaned_folders(tmp_path))
     assert [f.path for f in found] == [dead]
     reader = SpoolReader(found[0])
-    assert reader.next_batch(None) == [(b"k", b"v%d" % i) for i in range(10)]
+    assert reader.next_batch() == [(b"k", b"v%d" % i) for i in range(10)]
     found[0].unlock()
     live.unlock()
     assert os.path.isdir(live.path)
@@ -88,3 +98,21 @@ def test_two_runs_in_one_process_and_a_dead_session_do_not_collide(tmp_path: Pat
     first.unlock()
     assert [f.path for f in orphaned_folders(tmp_path)] == [first.path]
     second.unlock()
+
+
+def test_frames_written_between_a_read_and_a_roll_are_not_deleted(tmp_path: Path) -> None:
+    folder = SpoolFolder.create(tmp_path / "race")
+    writer = SegmentWriter(folder, segment_bytes=10)
+    reader = SpoolReader(folder)
+    real_read = folder.read_from
+
+    def read_then_writer_finishes(cursor: SegmentCursor, max_bytes: int) -> Any:
+        folder.read_from = real_read  # type: ignore[method-assign]
+        found = real_read(cursor, max_bytes)
+        writer.append(b"run", values(3))  # lands in segment 1, which then rolls to segment 2
+        return found
+
+    folder.read_from = read_then_writer_finishes  # type: ignore[method-assign]
+    assert reader.next_batch() == frames(3)
+    writer.close()
+    folder.unlock()
