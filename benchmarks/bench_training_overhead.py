@@ -4,8 +4,10 @@
 
 A CPU MLP is trained with steps of roughly 10 ms or more; blocks of steps without logging (A)
 and with `run.log` of 10 scalars per step (B) alternate, so both see the same machine noise.
-Prints the median step time of each and the overhead of B over A. Events go to the broker in
-RUNSTREAM_BOOTSTRAP_SERVERS (the local stack by default).
+Prints the median step time of each, the overhead of B over A, and the overhead's spread over
+the A/B pairs (each pair's median B over median A): a wide spread means a noisy machine, not
+runstream. Events go to the broker in RUNSTREAM_BOOTSTRAP_SERVERS (the local stack by default)
+and its topic, which the stack's services consume on this same machine.
 """
 
 from __future__ import annotations
@@ -70,15 +72,24 @@ def main() -> None:
         run = Run(RunContext(run_id=f"overhead-{uuid.uuid4().hex[:8]}", experiment="bench"), config)
         plain: list[float] = []
         logged: list[float] = []
+        pairs: list[float] = []
         for b in range(args.blocks):
-            plain += block(model, optimizer, args.steps, None, 0)
-            logged += block(model, optimizer, args.steps, run, b * args.steps)
+            a_times = block(model, optimizer, args.steps, None, 0)
+            b_times = block(model, optimizer, args.steps, run, b * args.steps)
+            plain += a_times
+            logged += b_times
+            pairs.append(statistics.median(b_times) / statistics.median(a_times) - 1)
         run.complete(timeout=60)
     a, b_ = statistics.median(plain), statistics.median(logged)
+    quartiles = statistics.quantiles(pairs, n=4)
     print(f"steps per case: {len(plain)}, torch threads: 1, width: {args.width}")
     print(f"A  no logging        median step {a * 1000:8.3f} ms")
     print(f"B  10 x run.log/step median step {b_ * 1000:8.3f} ms")
     print(f"overhead of B over A: {(b_ - a) / a * 100:+.2f} %")
+    print(
+        f"per A/B pair: median {statistics.median(pairs) * 100:+.2f} %, "
+        f"quartiles {quartiles[0] * 100:+.2f} % .. {quartiles[2] * 100:+.2f} % ({len(pairs)} pairs)"
+    )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from runstream.producer._spool import SegmentCursor, SegmentWriter, SpoolFolder
 
 _RESPAWN_AFTER = 1.0
 _STOP_GRACE = 3.0
+_FAILED_STARTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class Shipper:
         self._finishing = False
         self._courier: _CourierProcess | _CourierTask | None = None
         self._respawn_at = 0.0
+        self._failed_starts = 0
         self._loop = asyncio.new_event_loop()
         self._wake = asyncio.Event()
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -221,7 +223,7 @@ class Shipper:
 
     def _courier_wake(self) -> None:
         if self._courier is not None and self._courier.ended:
-            self._courier.discard()
+            self._courier_ended(self._courier)
             self._courier = None
             self._respawn_at = time.monotonic() + _RESPAWN_AFTER
         if self._courier is None and not self._finishing and time.monotonic() >= self._respawn_at:
@@ -229,8 +231,20 @@ class Shipper:
         if self._courier is not None:
             self._courier.wake()
 
+    def _courier_ended(self, courier: _CourierProcess | _CourierTask) -> None:
+        """A courier ended by itself. Processes that die before any acknowledgement, again and
+        again (cannot import runstream, killed at start), give way to a thread.
+        """
+        courier.discard()
+        if not isinstance(courier, _CourierProcess):
+            return
+        self._failed_starts = 0 if courier.acks else self._failed_starts + 1
+        if self._failed_starts == _FAILED_STARTS:
+            error = TransportError(f"courier process ended {_FAILED_STARTS} times", retriable=True)
+            self.problems.report("courier", error, "sending from a thread of this process instead")
+
     def _start_courier(self) -> _CourierProcess | _CourierTask:
-        if self.config.courier == "process":
+        if self.config.courier == "process" and self._failed_starts < _FAILED_STARTS:
             try:
                 return _CourierProcess(self.config, self.folder, self._on_acked, self.problems)
             except OSError as exc:
@@ -298,12 +312,15 @@ class _CourierProcess:
         self.on_acked = on_acked
         self.problems = problems
         self.ended = False
+        self.acks = 0
         self._loop = asyncio.get_running_loop()
         self._buffer = b""
         self._process = subprocess.Popen(
             [sys.executable, "-c", "from runstream.producer._courier import main; main()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            # It imports runstream from where this process did (a script may have put it there).
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
         )
         assert self._process.stdin is not None
         assert self._process.stdout is not None
@@ -338,6 +355,7 @@ class _CourierProcess:
     def _line(self, line: str) -> None:
         kind, _, rest = line.partition(" ")
         if kind == "a":
+            self.acks += 1
             segment, offset = rest.split()
             self.on_acked(SegmentCursor(int(segment), int(offset)))
         elif kind == "e":

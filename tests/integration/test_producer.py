@@ -226,6 +226,31 @@ async def test_a_courier_thread_delivers_like_the_process(
     assert count == 5_000
 
 
+@pytest.mark.parametrize("courier", ["dies after reading its orders", "cannot be started"])
+async def test_a_courier_process_that_cannot_work_gives_way_to_a_thread(
+    stack: StackEndpoints,
+    admin_db: asyncpg.Connection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    courier: str,
+) -> None:
+    interpreter = tmp_path / "interpreter"
+    if courier == "dies after reading its orders":
+        interpreter.write_text("#!/bin/sh\nread orders\nexit 3\n")
+        interpreter.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(interpreter))  # what the courier is started with
+    run = new_run(stack, tmp_path)
+    for step in range(100):
+        run.log("loss", float(step), step=step)
+    report = await asyncio.to_thread(run.complete, 30)
+    assert report.delivered, report
+    assert run.problems.counts["courier"] == 1, "said once, when it switched"
+    count = await wait_for_count(
+        admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run.run_id, expected=100
+    )
+    assert count == 100
+
+
 def sync(spool: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`runstream sync --spool SPOOL`, as a user runs it."""
     command = [sys.executable, "-m", "runstream.cli", "sync", "--spool", str(spool)]
