@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runstream import ClosedError, ValidationError
+from runstream import ClosedError, TransportError, ValidationError
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream.producer import Run, RunContext
 from runstream.schemas import kinds
@@ -167,3 +167,17 @@ def test_a_full_memory_queue_spills_to_disk_and_loses_nothing(tmp_path: Path) ->
         if kind == kinds.METRICS
     ]
     assert steps == list(range(5_000)), "in order, none lost, none twice"
+
+
+def test_kafka_problems_in_the_courier_reach_the_callback_and_the_counter(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path)
+    context = RunContext(run_id="courier-errors", experiment="unit")
+    run = Run(context, config, on_error=errors.append)
+    run.log("loss", 1.0)
+    deadline = time.monotonic() + 20
+    while not run.problems.counts["kafka"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    run.close(timeout=0.5)
+    assert run.problems.counts["kafka"] >= 1
+    assert any("127.0.0.1" in str(e) and isinstance(e, TransportError) for e in errors), errors
