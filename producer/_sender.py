@@ -52,6 +52,9 @@ class KafkaSender:
             await self._discard(producer)
             self._failed(exc, "cannot reach Kafka; events wait in the spool")
             return None
+        except asyncio.CancelledError:  # stopped while connecting: leave nothing open
+            await self._discard(producer)
+            raise
         self._producer = producer
         self._backoff = 0.1
         return producer
