@@ -9,9 +9,10 @@ value being the wall-clock time of its `log_metrics` call; `--runs` such process
 (a run is one partition: more runs let more persist processes share the work). Persist
 (`--persist` processes in one group) and export run as real processes on a fresh topic and
 database. Every 100 ms the benchmark reads the newest value visible in PostgreSQL
-(`metric_latest`) and on the exporter's /metrics: its age is the latency of the newest row (log
-call → committed row / → value on /metrics). Prints the sustained rate (values committed per
-second while the producer ran, and how long the rest took to drain) and p50/p99 of both latencies.
+(`metric_latest`, over one open connection) and on the exporter's /metrics: its age is the latency
+of the newest row (log call → committed row / → value on /metrics). Prints the sustained rate
+(values committed per second while the producer ran, and how long the rest took to drain) and
+p50/p99 of both latencies.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import asyncpg
 
 from runstream._settings import Settings
 from runstream.consumers.testing import Harness, scrape, wait_until
@@ -51,9 +54,9 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def newest_in_postgres(harness: Harness) -> float | None:
+async def newest_in_postgres(conn: asyncpg.Connection[asyncpg.Record]) -> float | None:
     """The newest logged time visible in PostgreSQL."""
-    value = await harness.fetchval("SELECT max(value) FROM metric_latest WHERE name = 'm0'")
+    value = await conn.fetchval("SELECT max(value) FROM metric_latest WHERE name = 'm0'")
     return None if value is None else float(value)
 
 
@@ -67,16 +70,20 @@ def newest_on_metrics(url: str) -> float | None:
 async def sample(harness: Harness, url: str, until: float) -> tuple[list[float], list[float]]:
     """Latency samples (seconds) from PostgreSQL and from /metrics, every 100 ms."""
     database, exporter = [], []
-    while time.monotonic() < until:
-        asked = time.time()
-        newest = await newest_in_postgres(harness)
-        if newest is not None:
-            database.append(asked - newest)
-        asked = time.time()
-        shown = await asyncio.to_thread(newest_on_metrics, url)
-        if shown is not None:
-            exporter.append(asked - shown)
-        await asyncio.sleep(0.1)
+    conn = await asyncpg.connect(harness.database_url)
+    try:
+        while time.monotonic() < until:
+            asked = time.time()
+            newest = await newest_in_postgres(conn)
+            if newest is not None:
+                database.append(asked - newest)
+            asked = time.time()
+            shown = await asyncio.to_thread(newest_on_metrics, url)
+            if shown is not None:
+                exporter.append(asked - shown)
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
     return database, exporter
 
 
@@ -91,8 +98,7 @@ async def main(args: argparse.Namespace) -> None:
         workdir,
         writer_url=settings.database_url.get_secret_value(),
     ) as harness:
-        for _ in range(args.persist):
-            harness.service("persist").start()
+        persists = [harness.service("persist").start() for _ in range(args.persist)]
         export = harness.service("export").start()
         url = export.metrics_url()
         await asyncio.sleep(5)  # let the groups form
@@ -113,6 +119,12 @@ async def main(args: argparse.Namespace) -> None:
         await wait_until(lambda: _all_rows(harness, produced), within=600)
         drained = time.monotonic() - started - args.seconds
         report(args, produced, committed_in_window, drained, database, exporter)
+        for persist in persists:
+            page = scrape(persist.metrics_url())
+            seconds = page["runstream_consumer_batch_write_seconds_sum"][0][1]
+            batches = page["runstream_consumer_batch_write_seconds_count"][0][1]
+            each = seconds / max(batches, 1) * 1000
+            print(f"  persist: {batches:.0f} batches, {each:.1f} ms each")
 
 
 async def _all_rows(harness: Harness, produced: int) -> bool:

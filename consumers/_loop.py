@@ -3,7 +3,9 @@
 - A consumer group with auto-commit off. `getmany` returns records per partition; each partition's
   records are decoded into one `DecodedBatch` and handed to the sink (persist: one transaction).
 - Offsets are committed only after the sink returned, and only for partitions still assigned; on a
-  revocation the listener commits what was already written for the partitions leaving.
+  revocation the listener commits what was already written for the partitions leaving. Commits
+  come at most every `commit_interval` (a commit is a broker round trip the next batch would wait
+  for; what a crash leaves uncommitted is written again, and the sinks are idempotent).
 - A sink that raises a retriable `TransportError` (database down, restarting) pauses every
   partition; the loop keeps polling (so the group keeps it as a member) and retries the same batch
   with exponential backoff, commits nothing meanwhile, and resumes by itself.
@@ -51,7 +53,7 @@ class LoopOptions:
     kafka_timeout: float = 30.0
     backoff_initial: float = 0.5
     backoff_max: float = 10.0
-    commit_interval: float = 0.0
+    commit_interval: float = 1.0
     client_id: str = "runstream"
     auto_offset_reset: str = "earliest"
 
