@@ -12,14 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from runstream.consumers._rows import Row
+from runstream.consumers._rows import Row, unnest
 
 LATEST_COLUMNS = ("run_id", "name", "rank", "step", "time", "value", "count", "min", "max")
-_LATEST_TYPES = (
+LATEST_TYPES = (
     "text", "text", "int4", "int8", "timestamptz", "float8", "int8", "float8", "float8",
 )  # fmt: skip
-_SERIES = ", ".join(LATEST_COLUMNS)
-_ARRAYS = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(_LATEST_TYPES, start=1))
 
 # A series' newest value moves only forward in time; counts add up; min and max widen.
 MERGE_LATEST = """
@@ -31,9 +29,15 @@ ON CONFLICT (run_id, name, rank) DO UPDATE SET
     min = least(m.min, excluded.min),
     max = greatest(m.max, excluded.max)
 """
-UPSERT_LATEST = (
-    f"INSERT INTO metric_latest AS m ({_SERIES}) SELECT * FROM unnest({_ARRAYS})" + MERGE_LATEST
-)
+
+
+def upsert_latest(first: int) -> str:
+    """Upsert `metric_latest` rows sent as arrays (parameters from `first`) into the table."""
+    columns = ", ".join(LATEST_COLUMNS)
+    return (
+        f"INSERT INTO metric_latest AS m ({columns}) SELECT * FROM {unnest(LATEST_TYPES, first)}"
+        + MERGE_LATEST
+    )
 
 
 def below(a: float, b: float) -> bool:
@@ -59,8 +63,3 @@ def summarize(rows: Iterable[Row]) -> list[list[Any]]:
         if below(found[5], value):
             found[5] = value
     return [[*key, *found[:6]] for key, found in sorted(series.items())]
-
-
-def as_arrays(latest: list[list[Any]]) -> list[list[Any]]:
-    """The rows of `summarize` as one list per column: the arguments of `UPSERT_LATEST`."""
-    return [list(column) for column in zip(*latest, strict=True)] if latest else []

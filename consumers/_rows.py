@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,19 @@ class HistoryRows:
     def count(self) -> int:
         """Rows over all tables."""
         return sum(len(rows) for rows in self.tables.values())
+
+
+def unnest(types: Sequence[str], first: int) -> str:
+    """`unnest($first::type[], …)`: rows sent as one array per column, parameters from `first`."""
+    arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(types, start=first))
+    return f"unnest({arrays})"
+
+
+def as_arrays(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """`rows` as `width` lists, one per column: the arguments of an `unnest` of that width."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def storable(text: str | None) -> str | None:

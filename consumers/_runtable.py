@@ -1,7 +1,8 @@
 """`runs` and `run_ranks` as `RunState`s.
 
-Read for a batch, an exporter rebuild or a watchdog tick; written back by persist through staging
-tables (one COPY and one upsert per table).
+Read for a batch (locked, each run with its ranks in one query), an exporter rebuild or a watchdog
+tick; written back by persist as one array per column (`upsert_runs`, `upsert_ranks`), so the
+whole write-back can travel in the same statement as the batch's `metric_latest`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from runstream.consumers._database import Connection
-from runstream.consumers._rows import json_storable, storable
+from runstream.consumers._rows import as_arrays, json_storable, storable, unnest
 from runstream.consumers._runstate import RankState, RunState
 
 RUN_COLUMNS = (
@@ -22,16 +23,29 @@ RUN_COLUMNS = (
     "world_size", "params", "tags", "host", "pid", "command", "git_commit", "last_heartbeat_at",
     "last_progress_at", "last_step", "expect_next_in", "error", "exit_code",
 )  # fmt: skip
+RUN_TYPES = (
+    "text", "text", "text", "text", "text", "text", "timestamptz", "timestamptz",
+    "int4", "jsonb", "jsonb", "text", "int4", "text", "text", "timestamptz",
+    "timestamptz", "int8", "float8", "text", "int4",
+)  # fmt: skip
 RANK_COLUMNS = (
     "run_id", "rank", "status", "host", "pid", "last_heartbeat_at", "last_progress_at",
     "last_step", "expect_next_in", "straggling", "finished_at", "exit_code", "reason",
+)  # fmt: skip
+RANK_TYPES = (
+    "text", "int4", "text", "text", "int4", "timestamptz", "timestamptz",
+    "int8", "float8", "bool", "timestamptz", "int4", "text",
 )  # fmt: skip
 _RUN_FIELDS = [c for c in RUN_COLUMNS if c not in ("params", "tags")]
 _DERIVED = ("last_heartbeat_at", "last_progress_at", "last_step")
 
 _SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
 _SELECT_RANKS = f"SELECT {', '.join(RANK_COLUMNS)} FROM run_ranks WHERE run_id = ANY($1::text[])"
-_LOCK_RUNS = _SELECT_RUNS + " WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE"
+_LOCK_RUNS = (
+    f"SELECT {', '.join(RUN_COLUMNS)}, "
+    "ARRAY(SELECT k FROM run_ranks k WHERE k.run_id = runs.run_id) AS ranks "
+    "FROM runs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE OF runs"
+)
 _LIVE_RUNS = _SELECT_RUNS + " WHERE status IN ('running', 'stalled', 'lost') ORDER BY run_id"
 _RECENT_RUNS = _SELECT_RUNS + (
     " WHERE status IN ('running', 'stalled', 'lost')"
@@ -44,20 +58,30 @@ def _updates(columns: Iterable[str], key: Iterable[str]) -> str:
     return ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
 
 
-UPSERT_RUNS = (
-    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) SELECT {', '.join(RUN_COLUMNS)} FROM stage_runs "
-    f"ON CONFLICT (run_id) DO UPDATE SET {_updates(RUN_COLUMNS, ['run_id'])}, updated_at = now()"
-)
-UPSERT_RANKS = (
-    f"INSERT INTO run_ranks ({', '.join(RANK_COLUMNS)}) "
-    f"SELECT {', '.join(RANK_COLUMNS)} FROM stage_run_ranks "
-    f"ON CONFLICT (run_id, rank) DO UPDATE SET {_updates(RANK_COLUMNS, ['run_id', 'rank'])}"
-)
-INSERT_EXPERIMENTS = (
-    "INSERT INTO experiments (name) SELECT DISTINCT experiment FROM stage_runs "
-    "ON CONFLICT DO NOTHING"
-)
-_WRITE_BACK = ";\n".join((UPSERT_RUNS, UPSERT_RANKS, INSERT_EXPERIMENTS))  # one round trip
+def upsert_runs(first: int) -> str:
+    """Upsert `runs` rows sent as arrays (parameters from `first`, in `RUN_COLUMNS` order)."""
+    updates = _updates(RUN_COLUMNS, ["run_id"])
+    return (
+        f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) SELECT * FROM {unnest(RUN_TYPES, first)} "
+        f"ON CONFLICT (run_id) DO UPDATE SET {updates}, updated_at = now()"
+    )
+
+
+def upsert_ranks(first: int) -> str:
+    """Upsert `run_ranks` rows sent as arrays (parameters from `first`, `RANK_COLUMNS` order)."""
+    return (
+        f"INSERT INTO run_ranks ({', '.join(RANK_COLUMNS)}) "
+        f"SELECT * FROM {unnest(RANK_TYPES, first)} "
+        f"ON CONFLICT (run_id, rank) DO UPDATE SET {_updates(RANK_COLUMNS, ['run_id', 'rank'])}"
+    )
+
+
+def insert_experiments(experiments: int) -> str:
+    """Add the experiments in parameter `experiments` (a text array) that are new."""
+    return (
+        f"INSERT INTO experiments (name) SELECT DISTINCT e FROM unnest(${experiments}::text[]) e "
+        "ON CONFLICT DO NOTHING"
+    )
 
 
 def run_row(run: RunState) -> tuple[Any, ...]:
@@ -103,8 +127,7 @@ def _json(value: Any) -> dict[str, str]:
 async def lock_runs(conn: Connection, run_ids: Sequence[str]) -> dict[str, RunState]:
     """Lock (in a stable order, so two writers never deadlock) and read the given runs."""
     runs = await conn.fetch(_LOCK_RUNS, list(run_ids))
-    ranks = await conn.fetch(_SELECT_RANKS, list(run_ids)) if runs else []
-    return states_from_rows(runs, ranks)
+    return states_from_rows(runs, [rank for run in runs for rank in run["ranks"]])
 
 
 async def live_runs(conn: Connection) -> dict[str, RunState]:
@@ -121,14 +144,11 @@ async def recent_runs(conn: Connection, ended_within: float) -> dict[str, RunSta
     return states_from_rows(runs, ranks)
 
 
-async def write_runs(conn: Connection, runs: Iterable[RunState]) -> None:
-    """Upsert runs, their ranks and their experiments (inside the caller's transaction)."""
+def run_arrays(runs: Iterable[RunState]) -> list[list[Any]]:
+    """The arguments of `upsert_runs` then `upsert_ranks`: one array per column of each."""
     runs = list(runs)
-    if not runs:
-        return
-    await conn.copy_records_to_table(
-        "stage_runs", records=[run_row(r) for r in runs], columns=RUN_COLUMNS
-    )
     ranks = [rank_row(rank) for run in runs for rank in run.ranks.values()]
-    await conn.copy_records_to_table("stage_run_ranks", records=ranks, columns=RANK_COLUMNS)
-    await conn.execute(_WRITE_BACK)
+    return [
+        *as_arrays([run_row(run) for run in runs], len(RUN_COLUMNS)),
+        *as_arrays(ranks, len(RANK_COLUMNS)),
+    ]

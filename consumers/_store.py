@@ -1,7 +1,11 @@
 """`EventStore`: writes one batch of decoded events to PostgreSQL in one transaction.
 
-Metric values, nearly all of the rows, take a fast path: one COPY straight into `metrics` and one
-upsert of `metric_latest` summarized in Python (`_latest`). The primary key holds the event
+Every round trip counts (on a busy machine each one waits for the scheduler twice), so a batch of
+metrics is five: BEGIN; lock and read its runs with their ranks; COPY the values; one statement
+that upserts `metric_latest`, the runs, their ranks and experiments; COMMIT.
+
+Metric values, nearly all of the rows, take a fast path: the COPY goes straight into `metrics` and
+`metric_latest` is summarized in Python (`_latest`). The primary key holds the event
 identity, so a batch that was partly stored before (a redelivery after a crash or a rebalance)
 makes that COPY fail on a duplicate; the transaction is then rolled back and the batch written
 again on the exact path, which also serves every other history table: a COPY into the session-local
@@ -22,14 +26,29 @@ from typing import Any
 import asyncpg
 
 from runstream.consumers._database import Connection
-from runstream.consumers._latest import MERGE_LATEST, UPSERT_LATEST, as_arrays, summarize
-from runstream.consumers._rows import COLUMNS, HistoryRows, Row
+from runstream.consumers._latest import LATEST_COLUMNS, MERGE_LATEST, summarize, upsert_latest
+from runstream.consumers._rows import COLUMNS, HistoryRows, Row, as_arrays
 from runstream.consumers._runstate import RunState
-from runstream.consumers._runtable import lock_runs, write_runs
+from runstream.consumers._runtable import (
+    RUN_COLUMNS,
+    insert_experiments,
+    lock_runs,
+    run_arrays,
+    upsert_ranks,
+    upsert_runs,
+)
 
 Event = dict[str, Any]
 
-STAGING_TABLES = (*COLUMNS, "runs", "run_ranks")
+STAGING_TABLES = tuple(COLUMNS)
+_RUNS_FROM = 1 + len(LATEST_COLUMNS)
+_RANKS_FROM = _RUNS_FROM + len(RUN_COLUMNS)
+WRITE_BACK = (
+    f"WITH latest AS ({upsert_latest(1)}), "
+    f"written_runs AS ({upsert_runs(_RUNS_FROM)}), "
+    f"written_ranks AS ({upsert_ranks(_RANKS_FROM)}) "
+    + insert_experiments(_RUNS_FROM + RUN_COLUMNS.index("experiment"))
+)
 
 _NEWEST_INSERTED = """
 WITH inserted AS (
@@ -86,13 +105,12 @@ class _AlreadyStored(Exception):
     """Some metric rows of the batch are in PostgreSQL already: write it on the exact path."""
 
 
-async def insert_new_metrics(conn: Connection, rows: list[Row]) -> None:
-    """COPY `rows` into `metrics` and fold them into `metric_latest` (all must be new)."""
+async def copy_new_metrics(conn: Connection, rows: list[Row]) -> None:
+    """COPY `rows` into `metrics` (every one must be new)."""
     try:
         await conn.copy_records_to_table("metrics", records=rows, columns=COLUMNS["metrics"])
     except asyncpg.UniqueViolationError as exc:
         raise _AlreadyStored from exc
-    await conn.execute(UPSERT_LATEST, *as_arrays(summarize(rows)))
 
 
 async def insert_staged(conn: Connection, table: str, rows: list[Row]) -> None:
@@ -119,12 +137,15 @@ class EventStore:
     async def _write(
         self, conn: Connection, events: Sequence[Event], history: HistoryRows, *, fast: bool
     ) -> None:
+        latest: list[list[Any]] = []
         async with conn.transaction():
-            run_ids = sorted({e["run_id"] for e in events})
-            known = await lock_runs(conn, run_ids)
+            known = await lock_runs(conn, sorted({e["run_id"] for e in events}))
             for table, rows in history.non_empty().items():
                 if fast and table == "metrics":
-                    await insert_new_metrics(conn, rows)
+                    await copy_new_metrics(conn, rows)
+                    latest = summarize(rows)
                 else:
                     await insert_staged(conn, table, rows)
-            await write_runs(conn, fold_runs(known, events).values())
+            runs = fold_runs(known, events).values()
+            arrays = [*as_arrays(latest, len(LATEST_COLUMNS)), *run_arrays(runs)]
+            await conn.execute(WRITE_BACK, *arrays)

@@ -7,7 +7,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runstream.consumers._latest import as_arrays, below, summarize
+from runstream.consumers._latest import LATEST_COLUMNS, below, summarize
+from runstream.consumers._rows import as_arrays
 
 PID = uuid.uuid4()
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -55,5 +56,5 @@ def test_nan_orders_above_every_number_as_in_postgresql() -> None:
 
 def test_summaries_become_one_array_per_column() -> None:
     latest = summarize([row("a", 1, 1.0, seq=1), row("b", 1, 2.0, seq=1, idx=1)])
-    assert as_arrays(latest)[:3] == [["r1", "r1"], ["a", "b"], [0, 0]]
-    assert as_arrays([]) == []
+    assert as_arrays(latest, len(LATEST_COLUMNS))[:3] == [["r1", "r1"], ["a", "b"], [0, 0]]
+    assert as_arrays([], len(LATEST_COLUMNS)) == [[]] * len(LATEST_COLUMNS)
