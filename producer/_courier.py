@@ -9,8 +9,9 @@ spool directory.
 Protocol with the training process (its `Shipper`):
 - stdin: one line with the pickled, base64-encoded `(ProducerConfig, folder path)`, then single
   bytes: `w` (more was written and synced), `c` (close now). End of file also means close.
-- stdout: lines `a SEGMENT OFFSET` (everything before that position is acknowledged by Kafka) and
-  `e KIND<TAB>MESSAGE<TAB>ERROR` (a problem, which the trainer counts and reports).
+- stdout: `r` once ready, then lines `a SEGMENT OFFSET` (everything before that position is
+  acknowledged by Kafka) and `e KIND<TAB>MESSAGE<TAB>ERROR` (a problem, which the trainer counts
+  and reports).
 
 The courier stops when told, when its stdin ends, or when the trainer is gone (its parent changed).
 It ignores SIGINT and SIGTERM, which reach a whole process group: the trainer reacts to them by
@@ -140,6 +141,7 @@ async def _serve() -> None:
         write(f"a {cursor.segment} {cursor.offset}\n")
 
     courier = Courier(SpoolFolder(Path(path)), config, _ForwardedProblems(write), acked)
+    write("r\n")  # ready: it runs, imported what it needs and read its orders
     done = asyncio.Event()
 
     def on_input() -> None:

@@ -232,13 +232,13 @@ class Shipper:
             self._courier.wake()
 
     def _courier_ended(self, courier: _CourierProcess | _CourierTask) -> None:
-        """A courier ended by itself. Processes that die before any acknowledgement, again and
-        again (cannot import runstream, killed at start), give way to a thread.
+        """A courier ended by itself. Processes that die before they are ready, again and again
+        (cannot import runstream, say), give way to a thread.
         """
         courier.discard()
         if not isinstance(courier, _CourierProcess):
             return
-        self._failed_starts = 0 if courier.acks else self._failed_starts + 1
+        self._failed_starts = 0 if courier.ready else self._failed_starts + 1
         if self._failed_starts == _FAILED_STARTS:
             error = TransportError(f"courier process ended {_FAILED_STARTS} times", retriable=True)
             self.problems.report("courier", error, "sending from a thread of this process instead")
@@ -312,7 +312,7 @@ class _CourierProcess:
         self.on_acked = on_acked
         self.problems = problems
         self.ended = False
-        self.acks = 0
+        self.ready = False
         self._loop = asyncio.get_running_loop()
         self._buffer = b""
         self._process = subprocess.Popen(
@@ -326,8 +326,12 @@ class _CourierProcess:
         assert self._process.stdout is not None
         self._stdin, self._stdout = self._process.stdin, self._process.stdout
         hello = base64.b64encode(pickle.dumps((config, str(folder.path)))) + b"\n"
-        self._stdin.write(hello)
-        self._stdin.flush()
+        try:
+            self._stdin.write(hello)
+            self._stdin.flush()
+        except OSError:  # it died at once: reap it, and let the caller fall back
+            self.discard()
+            raise
         os.set_blocking(self._stdin.fileno(), False)
         os.set_blocking(self._stdout.fileno(), False)
         self._loop.add_reader(self._stdout.fileno(), self._on_output)
@@ -354,8 +358,9 @@ class _CourierProcess:
 
     def _line(self, line: str) -> None:
         kind, _, rest = line.partition(" ")
-        if kind == "a":
-            self.acks += 1
+        if kind == "r":
+            self.ready = True
+        elif kind == "a":
             segment, offset = rest.split()
             self.on_acked(SegmentCursor(int(segment), int(offset)))
         elif kind == "e":
@@ -372,8 +377,12 @@ class _CourierProcess:
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
-        self._stdin.close()
-        self._stdout.close()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self._stdin, self._stdout):
+            with contextlib.suppress(OSError):  # a write left in the buffer of a dead pipe
+                pipe.close()
 
     async def stop(self) -> None:
         """Tell the courier to stop; wait for it (bounded), then make sure it is gone."""
@@ -385,8 +394,7 @@ class _CourierProcess:
             self._process.wait()
         self._on_output_rest()
         self._ended()
-        self._stdin.close()
-        self._stdout.close()
+        self._close_pipes()
 
     def _on_output_rest(self) -> None:
         """Read acknowledgements the courier wrote just before it exited."""
@@ -398,6 +406,4 @@ class _CourierProcess:
 
     def forget(self) -> None:
         """In a forked child: close our copies of the pipes (the parent still owns the courier)."""
-        with contextlib.suppress(OSError):
-            self._stdin.close()
-            self._stdout.close()
+        self._close_pipes()

@@ -6,6 +6,7 @@ Each test uses its own run ids (and spool folder), so tests share the stack's to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import subprocess
@@ -178,9 +179,29 @@ async def test_broker_down_for_30s_while_logging_50000_ends_with_exactly_50000_r
 
 
 def couriers() -> list[psutil.Process]:
-    """The courier processes this test process's runs started."""
-    children = psutil.Process().children()
-    return [c for c in children if any("_courier" in part for part in c.cmdline())]
+    """The live courier processes this test process's runs started."""
+    found = []
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):  # gone, or a zombie not reaped yet
+            if child.status() != psutil.STATUS_ZOMBIE and "_courier" in " ".join(child.cmdline()):
+                found.append(child)
+    return found
+
+
+async def new_courier(known: set[int], broker_port: int, within: float = 20) -> psutil.Process:
+    """The one live courier that is none of `known` and is connected to the broker (so it is at
+    work; a replacement starts within a second).
+    """
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        fresh = [c for c in couriers() if c.pid not in known]
+        if fresh:
+            [courier] = fresh
+            with contextlib.suppress(psutil.Error):
+                if any(c.raddr and c.raddr.port == broker_port for c in courier.net_connections()):
+                    return courier
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no new courier at work within {within} s")
 
 
 async def test_a_courier_killed_mid_stream_is_replaced_and_every_event_is_stored_once(
@@ -191,9 +212,9 @@ async def test_a_courier_killed_mid_stream_is_replaced_and_every_event_is_stored
     for step in range(30_000):
         run.log("loss", float(step), step=step)
         if step % 5_000 == 4_999:
-            await asyncio.sleep(1.5)  # a killed courier is replaced within a second
-            [courier] = couriers()
-            assert courier.pid not in killed, "a new courier"
+            await asyncio.sleep(0.2)  # one flush interval and more: the courier is woken
+            port = int(stack.bootstrap_servers.rsplit(":", 1)[1])
+            courier = await new_courier(killed, port)
             courier.kill()
             killed.add(courier.pid)
     assert len(killed) == 6
