@@ -9,8 +9,9 @@ value being the wall-clock time of its `log_metrics` call; `--runs` such process
 (a run is one partition: more runs let more persist processes share the work). Persist
 (`--persist` processes in one group) and export run as real processes on a fresh topic and
 database. Every 100 ms the benchmark reads the newest value visible in PostgreSQL
-(`metric_latest`, over one open connection) and on the exporter's /metrics: its age is the latency
-of the newest row (log call → committed row / → value on /metrics). Prints the sustained rate
+(`metric_latest`, over one open connection) and on the exporter's /metrics: its age when the answer
+arrives is the latency of the newest row (log call → committed row / → value on /metrics; an upper
+bound: a busy exporter may render its page a little before it arrives). Prints the sustained rate
 (values committed per second while the producer ran, and how long the rest took to drain) and
 p50/p99 of both latencies.
 """
@@ -26,6 +27,8 @@ import time
 from pathlib import Path
 
 import asyncpg
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from runstream._settings import Settings
 from runstream.consumers.testing import Harness, scrape, wait_until
@@ -60,29 +63,37 @@ async def newest_in_postgres(conn: asyncpg.Connection[asyncpg.Record]) -> float 
     return None if value is None else float(value)
 
 
-def newest_on_metrics(url: str) -> float | None:
-    """The newest logged time visible on the exporter's /metrics."""
-    samples = scrape(url).get("runstream_metric_value", [])
-    values = [value for labels, value in samples if labels["metric"] == "m0"]
-    return max(values, default=None)
+async def newest_on_metrics(client: httpx.AsyncClient, url: str) -> tuple[float | None, float]:
+    """The newest logged time visible on the exporter's /metrics, and when the page arrived."""
+    response = await client.get(url)
+    arrived = time.time()
+    response.raise_for_status()
+    values = [
+        sample.value
+        for family in text_string_to_metric_families(response.text)
+        if family.name == "runstream_metric_value"
+        for sample in family.samples
+        if sample.labels["metric"] == "m0"
+    ]
+    return max(values, default=None), arrived
 
 
 async def sample(harness: Harness, url: str, until: float) -> tuple[list[float], list[float]]:
     """Latency samples (seconds) from PostgreSQL and from /metrics, every 100 ms."""
     database, exporter = [], []
     conn = await asyncpg.connect(harness.database_url)
+    client = httpx.AsyncClient(timeout=30.0)  # one client: building one costs milliseconds
     try:
         while time.monotonic() < until:
-            asked = time.time()
             newest = await newest_in_postgres(conn)
             if newest is not None:
-                database.append(asked - newest)
-            asked = time.time()
-            shown = await asyncio.to_thread(newest_on_metrics, url)
+                database.append(time.time() - newest)
+            shown, arrived = await newest_on_metrics(client, url)
             if shown is not None:
-                exporter.append(asked - shown)
+                exporter.append(arrived - shown)
             await asyncio.sleep(0.1)
     finally:
+        await client.aclose()
         await conn.close()
     return database, exporter
 
