@@ -6,7 +6,8 @@
 
 A training process (the real SDK) logs 10 metrics per call at `--rate` values per second, each
 value being the wall-clock time of its `log_metrics` call; `--runs` such processes share the rate
-(a run is one partition: more runs let more persist processes share the work). Persist
+(a run is one partition: more runs let more persist processes share the work; the benchmark picks
+run ids on partitions 0, 1, 2…, so that a few runs do not all land on one persist process). Persist
 (`--persist` processes in one group) and export run as real processes on a fresh topic and
 database. Every 100 ms the benchmark reads the newest value visible in PostgreSQL
 (`metric_latest`, over one open connection) and on the exporter's /metrics: its age when the answer
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import sys
 import tempfile
@@ -28,10 +30,13 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 
 from runstream._settings import Settings
 from runstream.consumers.testing import Harness, scrape, wait_until
+
+_PARTITIONER = DefaultPartitioner()
 
 _TRAINING = """
 import sys, time
@@ -49,6 +54,25 @@ with start_run(experiment="bench", run_id=run_id) as run:
         time.sleep(0.001)
 print(calls * 10)
 """
+
+
+def spread_run_ids(suffix: str, runs: int, partitions: int) -> list[str]:
+    """`runs` run ids on partitions 0, 1, 2… (one each while there are enough), which the
+    consumers' round-robin assignment deals out evenly: a few runs then spread over the persist
+    processes the way many runs do by chance.
+    """
+    every = list(range(partitions))
+    wanted = min(runs, partitions)
+    by_partition: dict[int, str] = {}
+    for n in itertools.count():
+        if len(by_partition) == wanted:
+            break
+        run_id = f"bench-{suffix}-{n}"
+        partition = _PARTITIONER(run_id.encode(), every, every)
+        if partition < wanted:
+            by_partition.setdefault(partition, run_id)
+    more = [f"bench-{suffix}-more-{k}" for k in range(runs - wanted)]
+    return [by_partition[p] for p in range(wanted)] + more
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -114,13 +138,14 @@ async def main(args: argparse.Namespace) -> None:
         url = export.metrics_url()
         await asyncio.sleep(5)  # let the groups form
         env = {**os.environ, **harness.env()}
+        run_ids = spread_run_ids(harness.suffix, args.runs, harness.partitions)
         trainings = [
             await asyncio.create_subprocess_exec(
                 sys.executable, "-c", _TRAINING, str(args.rate / args.runs), str(args.seconds),
-                f"bench-{harness.suffix}-{n}", stdout=asyncio.subprocess.PIPE,
+                run_id, stdout=asyncio.subprocess.PIPE,
                 env={**env, "RUNSTREAM_SPOOL_DIR": str(workdir / f"spool-{n}")},
             )
-            for n in range(args.runs)
+            for n, run_id in enumerate(run_ids)
         ]  # fmt: skip
         started = time.monotonic()
         database, exporter = await sample(harness, url, started + args.seconds)

@@ -108,7 +108,7 @@ class ProducerConfig:
 
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     spool_dir: Path = field(default_factory=lambda: Path.home() / ".runstream" / "spool")
-    flush_interval: float = 0.1
+    flush_interval: float = 0.05
     heartbeat_interval: float = 10.0
     system_metrics_interval: float = 0.0
     close_timeout: float = 10.0

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     run_id: str | None = Field(None, description="Run every process (and rank) joins")
     run_name: str | None = Field(None, description="Display name of the run")
     spool_dir: Path = Field(Path.home() / ".runstream" / "spool", description="Write-ahead spool")
-    flush_interval: float = Field(0.1, description="Seconds between spool flushes (≤ 1)")
+    flush_interval: float = Field(0.05, description="Seconds between spool flushes (≤ 1)")
     heartbeat_interval: float = Field(10.0, description="Seconds between heartbeats")
     close_timeout: float = Field(
         10.0, description="Seconds closing a run waits for Kafka; the rest stays in the spool"
