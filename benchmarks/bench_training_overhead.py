@@ -5,9 +5,10 @@
 A CPU MLP is trained with steps of roughly 10 ms or more; blocks of steps without logging (A)
 and with `run.log` of 10 scalars per step (B) alternate, so both see the same machine noise.
 Prints the median step time of each, the overhead of B over A, and the overhead's spread over
-the A/B pairs (each pair's median B over median A): a wide spread means a noisy machine, not
-runstream. Events go to the broker in RUNSTREAM_BOOTSTRAP_SERVERS (the local stack by default)
-and its topic, which the stack's services consume on this same machine.
+the A/B pairs (each pair's median B over median A) with the 95 % interval of their mean: a wide
+spread means a noisy machine, not runstream. Events go to the broker in
+RUNSTREAM_BOOTSTRAP_SERVERS (the local stack by default) and its topic, which the stack's services
+consume on this same machine.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def main() -> None:
         f"per A/B pair: median {statistics.median(pairs) * 100:+.2f} %, "
         f"quartiles {quartiles[0] * 100:+.2f} % .. {quartiles[2] * 100:+.2f} % ({len(pairs)} pairs)"
     )
+    mean, spread = statistics.fmean(pairs), 1.96 * statistics.stdev(pairs) / len(pairs) ** 0.5
+    print(f"mean of the pairs: {mean * 100:+.2f} % ± {spread * 100:.2f} % (95 % interval)")
 
 
 if __name__ == "__main__":
