@@ -387,9 +387,11 @@ class _CourierProcess:
     async def stop(self) -> None:
         """Tell the courier to stop; wait for it (bounded), then make sure it is gone."""
         self._send(b"c")
-        try:
-            await asyncio.to_thread(self._process.wait, _STOP_GRACE)
-        except subprocess.TimeoutExpired:
+        # Polled, not waited for in a thread: at interpreter exit no new thread may start.
+        deadline = time.monotonic() + _STOP_GRACE
+        while self._process.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if self._process.poll() is None:
             self._process.kill()
             self._process.wait()
         self._on_output_rest()
