@@ -64,6 +64,7 @@ def test_normal_exit_without_complete_marks_completed(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert finished_states(spooled_events(tmp_path / "spool")) == [("completed", None)]
+    assert "shipper_crashed" not in result.stderr, "closing at exit stops the courier cleanly"
 
 
 def test_uncaught_exception_marks_failed_with_traceback(tmp_path: Path) -> None:
