@@ -163,7 +163,7 @@ async def _serve() -> None:
 
 
 def main() -> None:
-    """Entry point of `python -m runstream.producer._courier` (started by the Shipper)."""
+    """The courier process's entry point (the Shipper starts `python -c` calling it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):
@@ -173,7 +173,3 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="runstream courier: %(name)s: %(message)s")
     with contextlib.suppress(BrokenPipeError, TimeoutError):
         asyncio.run(_serve())
-
-
-if __name__ == "__main__":
-    main()

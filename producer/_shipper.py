@@ -300,7 +300,7 @@ class _CourierTask:
 
 
 class _CourierProcess:
-    """The courier as a child process (`python -m runstream.producer._courier`)."""
+    """The courier as a child process of this interpreter (`runstream.producer._courier.main`)."""
 
     def __init__(
         self,
@@ -341,7 +341,7 @@ class _CourierProcess:
 
     def _send(self, signal: bytes) -> None:
         # A full pipe already holds a wake-up; a closed one means the courier ended.
-        with contextlib.suppress(BlockingIOError, BrokenPipeError, ValueError, OSError):
+        with contextlib.suppress(OSError, ValueError):
             os.write(self._stdin.fileno(), signal)
 
     def _on_output(self) -> None:
@@ -352,6 +352,9 @@ class _CourierProcess:
         if not data:
             self._ended()
             return
+        self._take(data)
+
+    def _take(self, data: bytes) -> None:
         *lines, self._buffer = (self._buffer + data).split(b"\n")
         for line in lines:
             self._line(line.decode(errors="replace"))
@@ -402,9 +405,7 @@ class _CourierProcess:
         """Read acknowledgements the courier wrote just before it exited."""
         with contextlib.suppress(BlockingIOError, OSError, ValueError):
             while data := os.read(self._stdout.fileno(), 65536):
-                *lines, self._buffer = (self._buffer + data).split(b"\n")
-                for line in lines:
-                    self._line(line.decode(errors="replace"))
+                self._take(data)
 
     def forget(self) -> None:
         """In a forked child: close our copies of the pipes (the parent still owns the courier)."""
