@@ -1,7 +1,7 @@
 """End to end: `run.log_metrics` in a training process → Kafka → persist → PostgreSQL, and → export.
 
     eval "$(runstream stack env)"
-    python benchmarks/bench_consumers_e2e.py --rate 50000 --seconds 60 --runs 4 --persist 2
+    python benchmarks/bench_consumers_e2e.py --rate 60000 --seconds 60 --runs 4 --persist 2
     python benchmarks/bench_consumers_e2e.py --rate 20000 --seconds 60
 
 A training process (the real SDK) logs 10 metrics per call at `--rate` values per second, each
@@ -12,9 +12,11 @@ run ids on partitions 0, 1, 2…, so that a few runs do not all land on one pers
 database. Every 100 ms the benchmark reads the newest value visible in PostgreSQL
 (`metric_latest`, over one open connection) and on the exporter's /metrics: its age when the answer
 arrives is the latency of the newest row (log call → committed row / → value on /metrics; an upper
-bound: a busy exporter may render its page a little before it arrives). Prints the sustained rate
-(values committed per second while the producer ran, and how long the rest took to drain) and
-p50/p99 of both latencies.
+bound: a busy exporter may render its page a little before it arrives). Every second it also counts
+the values committed. Prints the values committed while the producer ran and how long the rest
+took to drain; the steady rate after a warm-up and the slowest 10 s stretch of it (asking more than
+the target shows whether the system keeps up: the rate committed follows the rate asked, and the
+rest drains within seconds); p50/p99 of both latencies.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -37,6 +40,8 @@ from runstream._settings import Settings
 from runstream.consumers.testing import Harness, scrape, wait_until
 
 _PARTITIONER = DefaultPartitioner()
+_WARM_UP = 5.0  # seconds for the training processes to start and the first batches to flow
+_WINDOW = 10.0
 
 _TRAINING = """
 import sys, time
@@ -102,24 +107,57 @@ async def newest_on_metrics(client: httpx.AsyncClient, url: str) -> tuple[float 
     return max(values, default=None), arrived
 
 
-async def sample(harness: Harness, url: str, until: float) -> tuple[list[float], list[float]]:
-    """Latency samples (seconds) from PostgreSQL and from /metrics, every 100 ms."""
-    database, exporter = [], []
+@dataclass
+class Samples:
+    """What the benchmark saw while the producer ran."""
+
+    database: list[float] = field(default_factory=list)  # latency to PostgreSQL, seconds
+    exporter: list[float] = field(default_factory=list)  # latency to /metrics, seconds
+    committed: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, values)
+
+    def steady_rates(self, skip: float, window: float) -> tuple[float, float]:
+        """Values committed per second after the first `skip` seconds, overall and in the
+        slowest `window`-second stretch.
+        """
+        if not self.committed:
+            return 0.0, 0.0
+        start = self.committed[0][0] + skip
+        points = [(t, n) for t, n in self.committed if t >= start]
+        if len(points) < 2:
+            return 0.0, 0.0
+        overall = (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
+        slowest = overall
+        for i, (t0, n0) in enumerate(points):
+            later = [(t, n) for t, n in points[i:] if t - t0 >= window]
+            if later:
+                t1, n1 = later[0]
+                slowest = min(slowest, (n1 - n0) / (t1 - t0))
+        return overall, slowest
+
+
+async def sample(harness: Harness, url: str, until: float) -> Samples:
+    """Latency samples from PostgreSQL and /metrics every 100 ms; values committed every second."""
+    seen = Samples()
     conn = await asyncpg.connect(harness.database_url)
     client = httpx.AsyncClient(timeout=30.0)  # one client: building one costs milliseconds
+    next_count = time.monotonic()
     try:
         while time.monotonic() < until:
             newest = await newest_in_postgres(conn)
             if newest is not None:
-                database.append(time.time() - newest)
+                seen.database.append(time.time() - newest)
             shown, arrived = await newest_on_metrics(client, url)
             if shown is not None:
-                exporter.append(arrived - shown)
+                seen.exporter.append(arrived - shown)
+            if time.monotonic() >= next_count:
+                next_count += 1.0
+                count = await conn.fetchval("SELECT coalesce(sum(count), 0) FROM metric_latest")
+                seen.committed.append((time.monotonic(), int(count)))
             await asyncio.sleep(0.1)
     finally:
         await client.aclose()
         await conn.close()
-    return database, exporter
+    return seen
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -148,13 +186,13 @@ async def main(args: argparse.Namespace) -> None:
             for n, run_id in enumerate(run_ids)
         ]  # fmt: skip
         started = time.monotonic()
-        database, exporter = await sample(harness, url, started + args.seconds)
+        seen = await sample(harness, url, started + args.seconds)
         committed_in_window = await rows(harness)
         outputs = [(await t.communicate())[0].decode().strip() for t in trainings]
         produced = sum(int(out or 0) for out in outputs)
         await wait_until(lambda: _all_rows(harness, produced), within=600)
         drained = time.monotonic() - started - args.seconds
-        report(args, produced, committed_in_window, drained, database, exporter)
+        report(args, produced, committed_in_window, drained, seen)
         for persist in persists:
             page = scrape(persist.metrics_url())
             seconds = page["runstream_consumer_batch_write_seconds_sum"][0][1]
@@ -177,8 +215,7 @@ def report(
     produced: int,
     committed: int,
     drained: float,
-    database: list[float],
-    exporter: list[float],
+    seen: Samples,
 ) -> None:
     """Print the figures."""
     print(f"asked {args.rate:,} values/s for {args.seconds}s; the producer logged {produced:,}")
@@ -186,7 +223,12 @@ def report(
         f"committed while producing: {committed:,} ({committed / args.seconds:,.0f} values/s); "
         f"the rest drained {max(drained, 0):.1f}s after the producer stopped"
     )
-    for name, samples in (("PostgreSQL", database), ("/metrics", exporter)):
+    overall, slowest = seen.steady_rates(skip=_WARM_UP, window=_WINDOW)
+    print(
+        f"steady ingest after the first {_WARM_UP:.0f}s: {overall:,.0f} values/s "
+        f"(slowest {_WINDOW:.0f}s stretch: {slowest:,.0f} values/s)"
+    )
+    for name, samples in (("PostgreSQL", seen.database), ("/metrics", seen.exporter)):
         if samples:
             p50, p99 = percentile(samples, 0.5) * 1000, percentile(samples, 0.99) * 1000
             count = len(samples)

@@ -17,6 +17,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from runstream._errors import DecodeError
+from runstream.schemas._fastread import MetricsReader
 from runstream.schemas._rules import check_event
 
 MAGIC = b"\xc3\x01"
@@ -53,6 +54,7 @@ class EventCodec:
         }
         self.header = MAGIC + schema_fingerprint(_load(files[-1]))
         self.schema: Schema = self._writers[self.header[2:]]
+        self._metrics = MetricsReader()
 
     def encode(self, event: Event) -> bytes:
         """Return the single-object encoding of `event` (bodies given as `(record name, dict)`)."""
@@ -74,6 +76,10 @@ class EventCodec:
         writer = self._writers.get(data[2:HEADER_SIZE])
         if writer is None:
             raise DecodeError("unknown_fingerprint", data[2:HEADER_SIZE].hex())
+        if writer is self.schema:
+            metrics = self._metrics.read(data, HEADER_SIZE)
+            if metrics is not None:
+                return metrics
         body = io.BytesIO(data)
         body.seek(HEADER_SIZE)
         try:

@@ -35,7 +35,15 @@ TERMINAL_STATES = frozenset({"completed", "failed", "canceled"})
 WATCHDOG_STATES = frozenset({"stalled", "lost"})
 
 
-def short_kind(kind: str) -> str:
-    """`runstream.Metrics` -> `metrics`, the label value used in health metrics."""
+def _snake(kind: str) -> str:
     name = kind.rpartition(".")[2]
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+_SHORT = {kind: _snake(kind) for kind in BODY_KINDS}
+
+
+def short_kind(kind: str) -> str:
+    """`runstream.Metrics` -> `metrics`, the label value used in health metrics."""
+    short = _SHORT.get(kind)
+    return short if short is not None else _snake(kind)

@@ -15,6 +15,7 @@ import pytest
 
 from runstream import DecodeError
 from runstream.schemas import (
+    HEADER_SIZE,
     EventCodec,
     default_codec,
     kinds,
@@ -22,6 +23,7 @@ from runstream.schemas import (
     schema_fingerprint,
 )
 from runstream.schemas._fast import MetricsWriter
+from runstream.schemas._fastread import MetricsReader
 
 PRODUCER = str(uuid.uuid4())
 
@@ -196,3 +198,89 @@ def test_fast_metrics_writer_matches_codec() -> None:
         assert writer.encode(seq, time_us, step, values) == expected
         if len(values) == 1:
             assert writer.encode_one(seq, time_us, step, *values[0]) == expected
+
+
+def _fastavro_reads(data: bytes) -> Any:
+    """What fastavro alone makes of a message of the current schema: the event, or the exception."""
+    body = io.BytesIO(data[HEADER_SIZE:])
+    try:
+        event = fastavro.schemaless_reader(
+            body, default_codec().schema, None, return_record_name=True
+        )
+    except Exception as exc:
+        return exc
+    return ValueError("trailing bytes") if body.read() else event
+
+
+def _random_metrics_message(rng: random.Random) -> bytes:
+    body = {
+        "step": rng.choice([0, 1, 63, 64, rng.randrange(2**62)]),
+        "values": [
+            {"name": rng.choice(["loss", "acc", "é", "x" * 63, "y" * 64, "z" * 300]),
+             "value": rng.choice([rng.uniform(-1e9, 1e9), float("nan"), -0.0])}
+            for _ in range(rng.randrange(12))
+        ],
+    }  # fmt: skip
+    event = make_event(kinds.METRICS, body, seq=rng.randrange(2**40))
+    event["rank"], event["world_size"] = rng.choice([(0, 1), (3, 8), (-1, 2**31 - 1)])
+    event["time"] = rng.choice([0, 1_700_000_000_123_456, rng.randrange(2**50)])
+    return default_codec().encode(event)
+
+
+def _mutated(rng: random.Random, data: bytes) -> bytes:
+    cut = rng.randrange(HEADER_SIZE, len(data) + 1)
+    match rng.randrange(4):
+        case 0:  # truncated
+            return data[:cut]
+        case 1:  # junk after the event
+            return data + rng.randbytes(rng.randrange(1, 5))
+        case 2:  # one byte changed
+            return data[:cut] + rng.randbytes(1) + data[cut + 1 :]
+        case _:  # a body of another kind
+            return data[:HEADER_SIZE] + rng.randbytes(rng.randrange(80))
+
+
+def test_fast_metrics_reader_agrees_with_fastavro() -> None:
+    """The hand-rolled Metrics reader returns fastavro's event, and only for what fastavro reads."""
+    rng = random.Random(11)
+    reader = MetricsReader()
+    accepted = 0
+    for n in range(6000):
+        data = _random_metrics_message(rng)
+        if n % 2:
+            data = _mutated(rng, data)
+        fast = reader.read(data, HEADER_SIZE)
+        if fast is None:
+            continue
+        accepted += 1
+        expected = _fastavro_reads(data)
+        assert not isinstance(expected, Exception), (data.hex(), expected)
+        assert repr(fast) == repr(expected)  # repr: NaN values compare unequal
+    assert accepted > 3000  # every unmutated message, and mutations that stay well-formed
+
+
+def test_fast_metrics_reader_reads_blocks_with_sizes() -> None:
+    """Avro lets a writer give an array block's byte size (a negative count); fastavro reads it."""
+    body = {"step": 2, "values": [{"name": "loss", "value": 0.5}, {"name": "acc", "value": 1.0}]}
+    plain = default_codec().encode(make_event(kinds.METRICS, body))
+    array_start = plain.index(b"\x04\x08loss")  # count 2, then "loss"
+    items = plain[array_start + 1 : -1]
+    sized = plain[:array_start] + b"\x03" + bytes([len(items) * 2]) + items + b"\x00"
+    event = MetricsReader().read(sized, HEADER_SIZE)
+    assert event is not None
+    assert event == _fastavro_reads(sized)
+    assert event["body"][1] == body
+
+
+def test_codec_falls_back_to_fastavro_for_other_kinds_and_bad_metrics() -> None:
+    codec = default_codec()
+    text = codec.encode(make_event(kinds.TEXT, BODIES[kinds.TEXT]))
+    assert MetricsReader().read(text, HEADER_SIZE) is None
+    assert codec.decode(text)["body"] == (kinds.TEXT, BODIES[kinds.TEXT])
+    metrics = codec.encode(make_event(kinds.METRICS, BODIES[kinds.METRICS]))
+    with pytest.raises(DecodeError) as caught:
+        codec.decode(metrics + b"\x00")
+    assert caught.value.reason == "trailing_bytes"
+    with pytest.raises(DecodeError) as caught:
+        codec.decode(metrics[:-3])
+    assert caught.value.reason == "truncated"

@@ -1,0 +1,149 @@
+"""A hand-rolled reader for the hottest event, `Metrics` of the current schema.
+
+Decoding a ten-value metrics event through fastavro's generic reader costs about 25 µs, most of it
+spent setting the reader up for a schema of twelve body records; both consumers decode every event,
+so that cost is paid twice per event. This reader walks the bytes of a metrics event directly.
+
+It is only a shortcut: it returns an event only when the whole message parses as a Metrics event
+(every byte used, valid UTF-8, a valid UUID); on anything else it returns None and the codec asks
+fastavro, which then names the problem. Its output is the dict fastavro returns, which tests check
+over many random events.
+"""
+
+from __future__ import annotations
+
+import datetime
+import struct
+import uuid
+from typing import Any
+
+from runstream.schemas._kinds import BODY_KINDS, METRICS
+
+_METRICS_BRANCH = BODY_KINDS.index(METRICS)
+_DOUBLE = struct.Struct("<d").unpack_from
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
+_CACHE_MAX = 10_000
+
+
+class _Malformed(Exception):
+    """The bytes are not a well-formed metrics event: let fastavro decide what they are."""
+
+
+def _long(data: bytes, pos: int) -> tuple[int, int]:
+    """The zig-zag varint at `pos` and the position after it."""
+    byte = data[pos]
+    pos += 1
+    if byte < 0x80:
+        return (byte >> 1) ^ -(byte & 1), pos
+    n = byte & 0x7F
+    shift = 7
+    while True:
+        byte = data[pos]
+        pos += 1
+        n |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+        if shift > 63:
+            raise _Malformed
+    return (n >> 1) ^ -(n & 1), pos
+
+
+class MetricsReader:
+    """Decodes Metrics events of the current schema; remembers recent strings and producer ids."""
+
+    def __init__(self) -> None:
+        self._strings: dict[bytes, str] = {}
+        self._uuids: dict[bytes, uuid.UUID] = {}
+
+    def _string(self, data: bytes, pos: int) -> tuple[str, int]:
+        size, pos = _long(data, pos)
+        end = pos + size
+        if size < 0 or end > len(data):
+            raise _Malformed
+        raw = data[pos:end]
+        text = self._strings.get(raw)
+        if text is None:
+            text = raw.decode()
+            if len(self._strings) >= _CACHE_MAX:
+                self._strings.clear()
+            self._strings[raw] = text
+        return text, end
+
+    def _uuid(self, data: bytes, pos: int) -> tuple[uuid.UUID, int]:
+        size, pos = _long(data, pos)
+        end = pos + size
+        if size < 0 or end > len(data):
+            raise _Malformed
+        raw = data[pos:end]
+        value = self._uuids.get(raw)
+        if value is None:
+            value = uuid.UUID(raw.decode())
+            if len(self._uuids) >= _CACHE_MAX:
+                self._uuids.clear()
+            self._uuids[raw] = value
+        return value, end
+
+    def read(self, data: bytes, pos: int) -> dict[str, Any] | None:
+        """The Metrics event whose Avro body starts at `pos`, or None to ask fastavro."""
+        try:
+            return self._read(data, pos)
+        except (_Malformed, IndexError, ValueError, struct.error, OverflowError):
+            return None
+
+    def _read(self, data: bytes, pos: int) -> dict[str, Any] | None:
+        run_id, pos = self._string(data, pos)
+        experiment, pos = self._string(data, pos)
+        rank, pos = _long(data, pos)
+        world_size, pos = _long(data, pos)
+        if not (_INT_MIN <= rank <= _INT_MAX and _INT_MIN <= world_size <= _INT_MAX):
+            return None
+        producer_id, pos = self._uuid(data, pos)
+        seq, pos = _long(data, pos)
+        time_us, pos = _long(data, pos)
+        branch, pos = _long(data, pos)
+        if branch != _METRICS_BRANCH:
+            return None
+        step, pos = _long(data, pos)
+        values, pos = self._values(data, pos)
+        if pos != len(data):
+            return None
+        return {
+            "run_id": run_id,
+            "experiment": experiment,
+            "rank": rank,
+            "world_size": world_size,
+            "producer_id": producer_id,
+            "seq": seq,
+            "time": _EPOCH + time_us * _MICROSECOND,
+            "body": (METRICS, {"step": step, "values": values}),
+        }
+
+    def _values(self, data: bytes, pos: int) -> tuple[list[dict[str, Any]], int]:
+        """The array of (name, value) records at `pos`, read block by block."""
+        values: list[dict[str, Any]] = []
+        strings, unpack, size_all = self._strings, _DOUBLE, len(data)
+        while True:
+            count, pos = _long(data, pos)
+            if count == 0:
+                return values, pos
+            if count < 0:  # a block written with its size in bytes
+                count = -count
+                _, pos = _long(data, pos)
+            for _ in range(count):
+                size = data[pos]
+                if size < 0x80 and not size & 1:  # a name shorter than 64 bytes: one length byte
+                    start = pos + 1
+                    pos = start + (size >> 1)
+                    raw = data[start:pos]
+                    name = strings.get(raw)
+                    if name is None:
+                        name, pos = self._string(data, start - 1)
+                else:
+                    name, pos = self._string(data, pos)
+                if pos + 8 > size_all:
+                    raise _Malformed
+                values.append({"name": name, "value": unpack(data, pos)[0]})
+                pos += 8
