@@ -82,7 +82,9 @@ class Shipper:
         self._respawn_at = 0.0
         self._failed_starts = 0
         self._loop = asyncio.new_event_loop()
-        self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._stopped: asyncio.Future[None] = self._loop.create_future()  # set by `_finish`
+        self._waiters = 0  # callers waiting in flush() or close(): acknowledgements are awaited
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, name="runstream-shipper", daemon=True)
         self._thread.start()
@@ -102,15 +104,21 @@ class Shipper:
         """Wait until every event submitted so far is acknowledged by Kafka (or dropped)."""
         self._refuse_on_loop_thread("flush")
         target = self.submitted
-        self._poke()
         deadline = time.monotonic() + timeout
         with self._settled:
-            while self.acked + self.dropped < target:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._done.done():
-                    return False
-                self._settled.wait(min(left, 0.1))
-        return True
+            self._waiters += 1
+        try:
+            self._poke()
+            with self._settled:
+                while self.acked + self.dropped < target:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._done.done():
+                        return False
+                    self._settled.wait(min(left, 0.1))
+            return True
+        finally:
+            with self._settled:
+                self._waiters -= 1
 
     def close(self, timeout: float) -> CloseReport:
         """Deliver what can be delivered within `timeout`, stop the thread, report what is left."""
@@ -138,7 +146,7 @@ class Shipper:
     def _poke(self) -> None:
         if not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._wake.set)
+                self._loop.call_soon_threadsafe(self._round)
 
     def _spill(self) -> None:
         """Memory is full: move pending events to disk now (the only disk write a caller does)."""
@@ -195,16 +203,12 @@ class Shipper:
                 self._settled.notify_all()
 
     async def _main(self) -> None:
-        """Every flush interval (or when poked): the caller's events to disk, the courier woken,
-        then what is due (heartbeats).
+        """Rounds (`_round`) every flush interval or when poked, until `_finish`; then the last
+        events to disk, the courier stopped, the spool folder left tidy.
         """
         try:
-            while not self._finishing:
-                self._write_pending()
-                self._tick()
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.config.flush_interval)
+            self._round()
+            await self._stopped
             self._write_pending()
         finally:
             if self._courier is not None:
@@ -271,9 +275,35 @@ class Shipper:
         except Exception as exc:
             self.problems.report("heartbeat", exc, "heartbeat failed")
 
+    def _round(self) -> None:
+        """The caller's events to disk, the courier woken, what is due (heartbeats), and the
+        courier's acknowledgements read; then the next round is timed.
+
+        Each round takes the interpreter lock from training, so a round is one plain timer
+        callback (no task, one turn of the loop), and the courier's acknowledgements are read here
+        unless someone waits for them in `flush`.
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._stopped.done():
+            return
+        if self._finishing:
+            self._stopped.set_result(None)
+            return
+        try:
+            self._write_pending()
+            self._tick()
+            if isinstance(self._courier, _CourierProcess):
+                self._courier.follow(eager=self._waiters > 0)
+        except BaseException as exc:  # ends the thread: reported as shipper_crashed
+            self._stopped.set_exception(exc)
+            return
+        self._timer = self._loop.call_later(self.config.flush_interval, self._round)
+
     def _finish(self) -> None:
         self._finishing = True
-        self._wake.set()
+        self._round()
 
 
 class _CourierTask:
@@ -315,6 +345,7 @@ class _CourierProcess:
         self.ready = False
         self._loop = asyncio.get_running_loop()
         self._buffer = b""
+        self._following = False
         self._process = subprocess.Popen(
             [sys.executable, "-c", "from runstream.producer._courier import main; main()"],
             stdin=subprocess.PIPE,
@@ -334,7 +365,20 @@ class _CourierProcess:
             raise
         os.set_blocking(self._stdin.fileno(), False)
         os.set_blocking(self._stdout.fileno(), False)
-        self._loop.add_reader(self._stdout.fileno(), self._on_output)
+
+    def follow(self, *, eager: bool) -> None:
+        """Take in what the courier said. When `eager`, its every line wakes the loop from now on
+        (someone waits for acknowledgements); otherwise it is read once per flush interval.
+        """
+        if self.ended:
+            return
+        if eager and not self._following:
+            self._loop.add_reader(self._stdout.fileno(), self._on_output)
+            self._following = True
+        elif not eager and self._following:
+            self._loop.remove_reader(self._stdout.fileno())
+            self._following = False
+        self._on_output()  # one read: what more arrives meanwhile waits for the next round
 
     def wake(self) -> None:
         self._send(b"w")
@@ -349,6 +393,8 @@ class _CourierProcess:
             data = os.read(self._stdout.fileno(), 65536)
         except BlockingIOError:
             return
+        except (OSError, ValueError):
+            data = b""
         if not data:
             self._ended()
             return
@@ -373,7 +419,9 @@ class _CourierProcess:
     def _ended(self) -> None:
         if not self.ended:
             self.ended = True
-            self._loop.remove_reader(self._stdout.fileno())
+            if self._following:
+                self._loop.remove_reader(self._stdout.fileno())
+                self._following = False
 
     def discard(self) -> None:
         """The courier ended by itself (killed, crashed): reap it and close its pipes."""
