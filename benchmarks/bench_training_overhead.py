@@ -2,18 +2,26 @@
 
     python benchmarks/bench_training_overhead.py [--blocks 10] [--steps 50]
 
-A CPU MLP is trained with steps of roughly 10 ms or more; blocks of steps without logging (A)
-and with `run.log` of 10 scalars per step (B) alternate, so both see the same machine noise.
-Prints the median step time of each, the overhead of B over A, and the overhead's spread over
-the A/B pairs (each pair's median B over median A) with the 95 % interval of their mean: a wide
-spread means a noisy machine, not runstream. Events go to the broker in
-RUNSTREAM_BOOTSTRAP_SERVERS (the local stack by default) and its topic, which the stack's services
-consume on this same machine.
+A CPU MLP is trained with steps of roughly 10 ms or more, in blocks of steps of three kinds taken
+in turn (the order rotates every round, so no kind always follows another):
+
+- A, no logging;
+- B, `run.log` of 10 scalars per step to a fresh topic of the broker in
+  RUNSTREAM_BOOTSTRAP_SERVERS (the local stack's): the producer's whole cost on the training
+  machine, its courier and Kafka's work included; nothing else reads the topic, as where the
+  consumers run on machines of their own;
+- C, the same to the stack's topic, which the stack's persist, export and watchdog services
+  consume on this same 2-core machine: their work competes with training as well.
+
+Prints the median step time of each kind and, for B and C, the overhead over A: over all steps,
+and per round (the round's median B over its median A) with quartiles and the 95 % interval of
+their mean: a wide spread means a noisy machine, not runstream.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import tempfile
 import time
@@ -25,6 +33,7 @@ from torch import nn
 
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream._settings import Settings
+from runstream.consumers._topics import delete_topics, ensure_topics
 from runstream.producer import Run, RunContext
 
 
@@ -59,40 +68,70 @@ def block(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--blocks", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--blocks", type=int, default=10, help="rounds of one block of each kind")
+    parser.add_argument("--steps", type=int, default=50, help="steps per block")
     parser.add_argument("--width", type=int, default=512)
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, optimizer = make_model(args.width)
     block(model, optimizer, 5, None, 0)  # warm-up
-    with tempfile.TemporaryDirectory() as spool:
-        config = ProducerConfig(
-            kafka=KafkaConfig(bootstrap_servers=Settings().bootstrap_servers), spool_dir=Path(spool)
-        )
-        run = Run(RunContext(run_id=f"overhead-{uuid.uuid4().hex[:8]}", experiment="bench"), config)
-        plain: list[float] = []
-        logged: list[float] = []
-        pairs: list[float] = []
-        for b in range(args.blocks):
-            a_times = block(model, optimizer, args.steps, None, 0)
-            b_times = block(model, optimizer, args.steps, run, b * args.steps)
-            plain += a_times
-            logged += b_times
-            pairs.append(statistics.median(b_times) / statistics.median(a_times) - 1)
-        run.complete(timeout=60)
-    a, b_ = statistics.median(plain), statistics.median(logged)
-    quartiles = statistics.quantiles(pairs, n=4)
-    print(f"steps per case: {len(plain)}, torch threads: 1, width: {args.width}")
-    print(f"A  no logging        median step {a * 1000:8.3f} ms")
-    print(f"B  10 x run.log/step median step {b_ * 1000:8.3f} ms")
-    print(f"overhead of B over A: {(b_ - a) / a * 100:+.2f} %")
-    print(
-        f"per A/B pair: median {statistics.median(pairs) * 100:+.2f} %, "
-        f"quartiles {quartiles[0] * 100:+.2f} % .. {quartiles[2] * 100:+.2f} % ({len(pairs)} pairs)"
+    settings = Settings()
+    suffix = uuid.uuid4().hex[:8]
+    own = KafkaConfig(
+        bootstrap_servers=settings.bootstrap_servers,
+        topic=f"runstream.overhead.{suffix}",
+        dlq_topic=f"runstream.overhead.{suffix}.dlq",
     )
-    mean, spread = statistics.fmean(pairs), 1.96 * statistics.stdev(pairs) / len(pairs) ** 0.5
-    print(f"mean of the pairs: {mean * 100:+.2f} % ± {spread * 100:.2f} % (95 % interval)")
+    asyncio.run(ensure_topics(own))
+    stack = KafkaConfig(bootstrap_servers=settings.bootstrap_servers)
+    times: dict[str, list[float]] = {"A": [], "B": [], "C": []}
+    pairs: dict[str, list[float]] = {"B": [], "C": []}
+    with tempfile.TemporaryDirectory() as spool:
+        runs = {
+            kind: Run(
+                RunContext(run_id=f"overhead-{kind}-{suffix}", experiment="bench"),
+                ProducerConfig(kafka=kafka, spool_dir=Path(spool) / kind),
+            )
+            for kind, kafka in (("B", own), ("C", stack))
+        }
+        kinds = ["A", "B", "C"]
+        for r in range(args.blocks):
+            medians = {}
+            for kind in kinds[r % 3 :] + kinds[: r % 3]:
+                steps = block(model, optimizer, args.steps, runs.get(kind), r * args.steps)
+                times[kind] += steps
+                medians[kind] = statistics.median(steps)
+            for kind, ratios in pairs.items():
+                ratios.append(medians[kind] / medians["A"] - 1)
+        for run in runs.values():
+            run.complete(timeout=60)
+    asyncio.run(delete_topics(own, [own.topic, own.dlq_topic]))
+    report(args, times, pairs)
+
+
+def report(
+    args: argparse.Namespace, times: dict[str, list[float]], pairs: dict[str, list[float]]
+) -> None:
+    """Print the figures."""
+    print(f"steps per kind: {len(times['A'])}, torch threads: 1, width: {args.width}")
+    a = statistics.median(times["A"])
+    print(f"A  no logging                          median step {a * 1000:8.3f} ms")
+    labels = {"B": "own topic (producer's cost)", "C": "stack's topic (+ consumers here)"}
+    for kind, label in labels.items():
+        median = statistics.median(times[kind])
+        ratios = pairs[kind]
+        quartiles = statistics.quantiles(ratios, n=4)
+        mean = statistics.fmean(ratios)
+        spread = 1.96 * statistics.stdev(ratios) / len(ratios) ** 0.5
+        print(
+            f"{kind}  10 x run.log/step, {label:33s} median step {median * 1000:8.3f} ms, "
+            f"overhead {(median - a) / a * 100:+.2f} %"
+        )
+        print(
+            f"   per round: median {statistics.median(ratios) * 100:+.2f} %, quartiles "
+            f"{quartiles[0] * 100:+.2f} % .. {quartiles[2] * 100:+.2f} %, mean "
+            f"{mean * 100:+.2f} % ± {spread * 100:.2f} % (95 % interval, {len(ratios)} rounds)"
+        )
 
 
 if __name__ == "__main__":

@@ -58,6 +58,14 @@ class Courier:
         self.problems = problems
         self.on_acked = on_acked
         self.written = asyncio.Event()
+        self._synced = 1  # segments before this one are sealed and on disk
+
+    def sync(self) -> None:
+        """Force what the trainer wrote to disk (its writes only reach the kernel's cache)."""
+        try:
+            self._synced = self.folder.sync(self._synced)
+        except OSError as exc:
+            self.problems.report("spool_sync", exc, "cannot sync the spool to disk")
 
     async def run(self) -> None:
         """Send until cancelled; dead sessions' folders are delivered alongside."""
@@ -66,6 +74,7 @@ class Courier:
         reader = SpoolReader(self.folder)
         try:
             while True:
+                self.sync()
                 if not await sender.ready():  # don't read the disk for a broker that is away
                     await asyncio.sleep(self.config.flush_interval)
                     continue
@@ -80,6 +89,7 @@ class Courier:
                     continue
                 self.on_acked(reader.commit())
         finally:
+            self.sync()
             orphans.cancel()
             await asyncio.gather(orphans, return_exceptions=True)
             await sender.stop()

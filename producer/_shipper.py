@@ -1,7 +1,7 @@
 """The background half of the producer: one daemon thread with its own asyncio loop, and a courier.
 
 Callers hand it encoded events (`submit`, a list append, no I/O). Once per flush interval the loop
-moves them to the write-ahead spool on disk (one synchronous write of one block) and wakes the
+moves them to the write-ahead spool on disk (one write call of one block) and wakes the
 courier, which sends the spool to Kafka in order and says how far Kafka acknowledged it. The
 courier is a process of its own by default (`ProducerConfig.courier`), so Kafka's client never
 competes with training for the interpreter lock; a thread of this loop when asked to, or when no

@@ -6,10 +6,14 @@ run of blocks, one per write: `length u32 | crc32 u32 | count u32 | key length u
 (`key | count lengths u32 | the values`, all little-endian) whose size and CRC the header gives.
 Every frame of a block shares the block's key (a session ships one run, so one key), which lets a
 block be built with a few C-level calls, whatever its count. The writer appends one block per flush
-interval with a synchronous write (O_DSYNC: on disk when the call returns); the courier reads frames
-back in order, and a segment is deleted once a later one exists (the writer seals a segment before
-it starts the next) and every frame in it was acknowledged by Kafka. A torn last block (the writer
-died mid-write) fails its length or CRC check and ends the segment.
+interval with one write call: from then on the block survives the writer's death (it is in the
+kernel's cache). The courier makes it survive the machine's too: it syncs the segments to disk
+each time it is woken (`SpoolFolder.sync`), before it reads them, so the sync's cost falls outside
+the training process and a crash of the machine loses at most what was written since the courier's
+last wake-up, normally one flush interval. It reads frames back in order, and a segment is deleted
+once a later one exists (the writer seals a segment before it starts the next) and every frame in
+it was acknowledged by Kafka. A torn last block (the writer died mid-write) fails its length or CRC
+check and ends the segment.
 
 Folders whose lock can be taken belong to dead sessions: their frames are delivered by the next
 process that opens the same spool, or by `runstream sync`. Events carry their own identity, so a
@@ -157,6 +161,25 @@ class SpoolFolder:
         consumed, frames = read_frames(data)
         return cursor.offset + consumed, frames
 
+    def sync(self, first: int) -> int:
+        """Force segments `first` and later to disk (fdatasync); return the newest segment's number,
+        from which the next sync starts (the older ones are sealed).
+        """
+        newest = first
+        for number in self.segments():
+            if number < first:
+                continue
+            try:
+                fd = os.open(self.segment_path(number), os.O_RDONLY)
+            except FileNotFoundError:  # delivered and deleted meanwhile
+                continue
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            newest = number
+        return newest
+
     def size(self) -> int:
         """Bytes held on disk by this folder's segments."""
         total = 0
@@ -178,8 +201,7 @@ class SpoolFolder:
 class SegmentWriter:
     """Appends blocks to the newest segment of a locked folder, rolling at `segment_bytes`.
 
-    Segments are opened with O_DSYNC: each `append` is one write call that returns once the block
-    is on disk (what fsync after it would give, in one system call instead of two).
+    Each `append` is one write call; syncing to disk is the courier's (`SpoolFolder.sync`).
     """
 
     def __init__(self, folder: SpoolFolder, segment_bytes: int) -> None:
@@ -191,11 +213,11 @@ class SegmentWriter:
         self.offset = 0
 
     def _open(self, number: int) -> int:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_DSYNC
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
         return os.open(self.folder.segment_path(number), flags, 0o600)
 
     def append(self, key: bytes, values: list[bytes]) -> tuple[int, int]:
-        """Write frames sharing `key` durably (one write call); return where they end (segment,
+        """Write frames sharing `key` (one write call); return where they end (segment,
         offset). A segment that reached `segment_bytes` is sealed then, and the next one started.
         """
         blob = encode_block(key, values)
@@ -216,7 +238,7 @@ class SegmentWriter:
         self._fd = self._open(self.segment)
 
     def close(self) -> None:
-        """Close the current segment (everything appended is already on disk)."""
+        """Close the current segment."""
         os.close(self._fd)
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from runstream._config import KafkaConfig, ProducerConfig
+from runstream.producer._courier import Courier
+from runstream.producer._problems import ProblemReporter
 from runstream.producer._spool import (
     SegmentCursor,
     SegmentWriter,
@@ -116,3 +120,60 @@ def test_frames_written_between_a_read_and_a_roll_are_not_deleted(tmp_path: Path
     assert reader.next_batch() == frames(3)
     writer.close()
     folder.unlock()
+
+
+def test_sync_forces_every_unsealed_segment_to_disk(tmp_path: Path, monkeypatch: Any) -> None:
+    """The writer's calls only reach the kernel's cache; `sync` fdatasyncs from the last synced
+    segment to the newest, skips segments deleted meanwhile, and says where to start next time.
+    """
+    folder = SpoolFolder.create(tmp_path / "session")
+    writer = SegmentWriter(folder, segment_bytes=200)
+    for n in range(6):
+        writer.append(b"run", values(3, n * 3))
+    segments = folder.segments()
+    assert len(segments) >= 3
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    assert folder.sync(segments[1]) == segments[-1]
+    assert synced == [str(folder.segment_path(n)) for n in segments[1:]]
+    folder.remove_segment(segments[-1])  # delivered and deleted while syncing
+    synced.clear()
+    assert folder.sync(segments[-2]) == segments[-2]
+    assert synced == [str(folder.segment_path(segments[-2]))]
+
+
+def test_the_courier_syncs_the_spool_even_while_the_broker_is_away(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """With nothing to send to, the courier still forces what the trainer wrote to disk."""
+    config = ProducerConfig(
+        kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path, flush_interval=0.02
+    )
+    folder = SpoolFolder.create(tmp_path / "session")
+    writer = SegmentWriter(folder, segment_bytes=1024**2)
+    writer.append(b"run", values(3))
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    courier = Courier(folder, config, ProblemReporter(), lambda cursor: None)
+
+    async def synced_while_running() -> list[str]:
+        task = asyncio.create_task(courier.run())
+        await asyncio.sleep(0.5)
+        seen = list(synced)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return seen
+
+    assert str(folder.segment_path(1)) in asyncio.run(synced_while_running())
