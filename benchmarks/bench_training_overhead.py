@@ -28,6 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import torch
 from torch import nn
 
@@ -85,6 +86,7 @@ def main() -> None:
     asyncio.run(ensure_topics(own))
     stack = KafkaConfig(bootstrap_servers=settings.bootstrap_servers)
     times: dict[str, list[float]] = {"A": [], "B": [], "C": []}
+    cpu = dict.fromkeys(times, 0.0)  # CPU seconds of this process (every thread) per kind
     pairs: dict[str, list[float]] = {"B": [], "C": []}
     with tempfile.TemporaryDirectory() as spool:
         runs = {
@@ -98,15 +100,30 @@ def main() -> None:
         for r in range(args.blocks):
             medians = {}
             for kind in kinds[r % 3 :] + kinds[: r % 3]:
+                cpu_start = time.process_time()
                 steps = block(model, optimizer, args.steps, runs.get(kind), r * args.steps)
+                cpu[kind] += time.process_time() - cpu_start
                 times[kind] += steps
                 medians[kind] = statistics.median(steps)
             for kind, ratios in pairs.items():
                 ratios.append(medians[kind] / medians["A"] - 1)
+        couriers = sum(
+            sum(child.cpu_times()[:2]) for child in psutil.Process().children(recursive=True)
+        )
         for run in runs.values():
             run.complete(timeout=60)
     asyncio.run(delete_topics(own, [own.topic, own.dlq_topic]))
     report(args, times, pairs)
+    per_step = {kind: cpu[kind] / len(steps) * 1000 for kind, steps in times.items()}
+    print(
+        "CPU of the training process per step (all its threads; steal-proof, unlike the wall "
+        f"clock): A {per_step['A']:.3f} ms, B {per_step['B']:.3f} ms "
+        f"({(per_step['B'] / per_step['A'] - 1) * 100:+.2f} %), C {per_step['C']:.3f} ms "
+        f"({(per_step['C'] / per_step['A'] - 1) * 100:+.2f} %)"
+    )
+    logged = len(times["B"]) + len(times["C"])
+    each = couriers / logged * 1000
+    print(f"courier processes (nice 10, beside training): {each:.3f} ms CPU per logged step")
 
 
 def report(

@@ -139,8 +139,12 @@ class SpoolFolder:
 
     def segments(self) -> list[int]:
         """Segment numbers present, oldest first."""
-        names = (p.name for p in self.path.glob("*" + _SUFFIX))
-        return sorted(int(n.removesuffix(_SUFFIX)) for n in names)
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return []
+        stems = (name.removesuffix(_SUFFIX) for name in names if name.endswith(_SUFFIX))
+        return sorted(int(stem) for stem in stems if stem.isdigit())
 
     def segment_path(self, number: int) -> Path:
         """Where segment `number` lives."""
