@@ -51,6 +51,15 @@ def _long(data: bytes, pos: int) -> tuple[int, int]:
     return (n >> 1) ^ -(n & 1), pos
 
 
+def _bytes(data: bytes, pos: int) -> tuple[bytes, int]:
+    """The length-prefixed bytes at `pos` and the position after them."""
+    size, pos = _long(data, pos)
+    end = pos + size
+    if size < 0 or end > len(data):
+        raise _Malformed
+    return data[pos:end], end
+
+
 class MetricsReader:
     """Decodes Metrics events of the current schema; remembers recent strings and producer ids."""
 
@@ -59,11 +68,7 @@ class MetricsReader:
         self._uuids: dict[bytes, uuid.UUID] = {}
 
     def _string(self, data: bytes, pos: int) -> tuple[str, int]:
-        size, pos = _long(data, pos)
-        end = pos + size
-        if size < 0 or end > len(data):
-            raise _Malformed
-        raw = data[pos:end]
+        raw, end = _bytes(data, pos)
         text = self._strings.get(raw)
         if text is None:
             text = raw.decode()
@@ -73,11 +78,7 @@ class MetricsReader:
         return text, end
 
     def _uuid(self, data: bytes, pos: int) -> tuple[uuid.UUID, int]:
-        size, pos = _long(data, pos)
-        end = pos + size
-        if size < 0 or end > len(data):
-            raise _Malformed
-        raw = data[pos:end]
+        raw, end = _bytes(data, pos)
         value = self._uuids.get(raw)
         if value is None:
             value = uuid.UUID(raw.decode())

@@ -122,6 +122,19 @@ def test_frames_written_between_a_read_and_a_roll_are_not_deleted(tmp_path: Path
     folder.unlock()
 
 
+def record_syncs(monkeypatch: Any) -> list[str]:
+    """Paths of the files fdatasync is called on from now on (the calls still happen)."""
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    return synced
+
+
 def test_sync_forces_every_unsealed_segment_to_disk(tmp_path: Path, monkeypatch: Any) -> None:
     """The writer's calls only reach the kernel's cache; `sync` fdatasyncs from the last synced
     segment to the newest, skips segments deleted meanwhile, and says where to start next time.
@@ -132,14 +145,7 @@ def test_sync_forces_every_unsealed_segment_to_disk(tmp_path: Path, monkeypatch:
         writer.append(b"run", values(3, n * 3))
     segments = folder.segments()
     assert len(segments) >= 3
-    synced: list[str] = []
-    real = os.fdatasync
-
-    def fdatasync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    synced = record_syncs(monkeypatch)
     assert folder.sync(segments[1]) == segments[-1]
     assert synced == [str(folder.segment_path(n)) for n in segments[1:]]
     folder.remove_segment(segments[-1])  # delivered and deleted while syncing
@@ -158,14 +164,7 @@ def test_the_courier_syncs_the_spool_even_while_the_broker_is_away(
     folder = SpoolFolder.create(tmp_path / "session")
     writer = SegmentWriter(folder, segment_bytes=1024**2)
     writer.append(b"run", values(3))
-    synced: list[str] = []
-    real = os.fdatasync
-
-    def fdatasync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    synced = record_syncs(monkeypatch)
     courier = Courier(folder, config, ProblemReporter(), lambda cursor: None)
 
     async def synced_while_running() -> list[str]:
