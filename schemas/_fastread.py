@@ -25,6 +25,7 @@ _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MICROSECOND = datetime.timedelta(microseconds=1)
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 _CACHE_MAX = 10_000
+_CACHED_BYTES = 1024  # longer strings break the rules anyway (names are ≤ 250 characters)
 
 
 class _Malformed(Exception):
@@ -72,6 +73,8 @@ class MetricsReader:
         text = self._strings.get(raw)
         if text is None:
             text = raw.decode()
+            if len(raw) > _CACHED_BYTES:  # what a bad event says is not worth remembering
+                return text, end
             if len(self._strings) >= _CACHE_MAX:
                 self._strings.clear()
             self._strings[raw] = text

@@ -37,14 +37,14 @@ def check_name(field: str, name: object) -> str:
     return name
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=4096)  # only ids of at most RUN_ID_MAX characters reach it
 def _good_run_id(run_id: str) -> bool:
-    return len(run_id) <= RUN_ID_MAX and _RUN_ID.match(run_id) is not None
+    return _RUN_ID.match(run_id) is not None
 
 
 def check_run_id(run_id: object) -> str:
     """Run ids are Kafka keys, label values and path parts: letters, digits and `._:-`."""
-    if not isinstance(run_id, str) or not _good_run_id(run_id):
+    if not isinstance(run_id, str) or len(run_id) > RUN_ID_MAX or not _good_run_id(run_id):
         expected = f"1 to {RUN_ID_MAX} of letters, digits and ._:- (starting alphanumeric)"
         raise ValidationError("run_id", run_id, expected, rule="bad_identity")
     return run_id

@@ -17,6 +17,7 @@ from runstream import DecodeError
 from runstream.schemas import (
     HEADER_SIZE,
     EventCodec,
+    check_event,
     default_codec,
     kinds,
     released_schema_files,
@@ -24,6 +25,7 @@ from runstream.schemas import (
 )
 from runstream.schemas._fast import MetricsWriter
 from runstream.schemas._fastread import MetricsReader
+from runstream.schemas._rules import _good_run_id
 
 PRODUCER = str(uuid.uuid4())
 
@@ -284,3 +286,18 @@ def test_codec_falls_back_to_fastavro_for_other_kinds_and_bad_metrics() -> None:
     with pytest.raises(DecodeError) as caught:
         codec.decode(metrics[:-3])
     assert caught.value.reason == "truncated"
+
+
+def test_what_the_decoder_remembers_stays_small_whatever_the_topic_carries() -> None:
+    """Strings too long for any rule, and run ids over the limit, are not cached by the decoder."""
+    reader = MetricsReader()
+    body = {"step": 1, "values": [{"name": "n" * 5000, "value": 1.0}]}
+    data = default_codec().encode(make_event(kinds.METRICS, body, run_id="r" * 3000))
+    event = reader.read(data, HEADER_SIZE)
+    assert event is not None
+    assert event["body"][1]["values"][0]["name"] == "n" * 5000
+    assert max(map(len, reader._strings)) <= 1024
+    _good_run_id.cache_clear()
+    with pytest.raises(DecodeError):
+        check_event(event)
+    assert _good_run_id.cache_info().currsize == 0
