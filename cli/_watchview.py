@@ -74,7 +74,17 @@ class Snapshot:
 
 
 async def take_snapshot(conn: Connection, run_id: str) -> Snapshot:
-    """Read everything the view shows, for the run with exactly this id."""
+    """Read everything the view shows, for the run with exactly this id, as of one moment.
+
+    One repeatable-read transaction: persist commits the run's status and the event that set it
+    together, and reads spread over its commits could pair a launcher's final word with the
+    status the run had just before it (and end the watch on the wrong verdict).
+    """
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _read_snapshot(conn, run_id)
+
+
+async def _read_snapshot(conn: Connection, run_id: str) -> Snapshot:
     snapshot = Snapshot(run=await _reads.get_run(conn, run_id), now=await _reads.database_now(conn))
     snapshot.ranks = await _reads.ranks(conn, run_id)
     snapshot.metrics = await _reads.metric_summaries(conn, run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import re
@@ -13,10 +14,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
 from runstream._config import KafkaConfig, ProducerConfig
+from runstream.cli import _reads
+from runstream.cli._watchview import Snapshot, take_snapshot
 from runstream.deploy.local import StackEndpoints
 from runstream.producer import Run, RunContext
 from tests.integration.support import Rows
@@ -148,3 +153,40 @@ def test_watch_names_what_is_missing(run_env: dict[str, str]) -> None:
     )
     assert done.returncode == 3
     assert "no run 'no-such-run-anywhere'" in done.stderr
+
+
+def test_a_snapshot_reads_the_run_as_of_one_moment(
+    run: Run, db: Rows, stack: StackEndpoints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A launcher's verdict committed while the watch reads is seen with the run it ended, or not
+    at all: never next to the status the run had before it.
+    """
+    run.log("loss", 1.0, step=0)
+    wait_for_rows(db, run.run_id, 1)
+    real_ranks = _reads.ranks
+
+    async def scenario() -> Snapshot:
+        reader = await asyncpg.connect(stack.reader_url)
+        writer = await asyncpg.connect(stack.writer_url)
+
+        async def ranks_while_the_launcher_ends(conn: Any, run_id: str) -> Any:
+            await writer.execute(
+                "INSERT INTO status_events (run_id, rank, time, state, reason, exit_code, source,"
+                " producer_id, seq) VALUES ($1, 0, now(), 'failed', 'exit code 3', 3, 'launcher',"
+                " $2, 0)",
+                run_id,
+                uuid.uuid4(),
+            )
+            return await real_ranks(conn, run_id)
+
+        monkeypatch.setattr(_reads, "ranks", ranks_while_the_launcher_ends)
+        try:
+            return await take_snapshot(reader, run.run_id)
+        finally:
+            await reader.close()
+            await writer.close()
+
+    snapshot = asyncio.run(scenario())
+    assert snapshot.run["status"] == "running"
+    assert snapshot.launcher is None
+    assert not snapshot.finished
