@@ -15,7 +15,9 @@ in turn (the order rotates every round, so no kind always follows another):
 
 Prints the median step time of each kind and, for B and C, the overhead over A: over all steps,
 and per round (the round's median B over its median A) with quartiles and the 95 % interval of
-their mean: a wide spread means a noisy machine, not runstream.
+their mean: a wide spread means a noisy machine, not runstream. Then CPU time per step: of the
+whole training process, of the training thread alone, of the producer's background threads, and
+of the courier processes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -87,6 +90,7 @@ def main() -> None:
     stack = KafkaConfig(bootstrap_servers=settings.bootstrap_servers)
     times: dict[str, list[float]] = {"A": [], "B": [], "C": []}
     cpu = dict.fromkeys(times, 0.0)  # CPU seconds of this process (every thread) per kind
+    main = dict.fromkeys(times, 0.0)  # CPU seconds of the training thread alone per kind
     pairs: dict[str, list[float]] = {"B": [], "C": []}
     with tempfile.TemporaryDirectory() as spool:
         runs = {
@@ -100,15 +104,21 @@ def main() -> None:
         for r in range(args.blocks):
             medians = {}
             for kind in kinds[r % 3 :] + kinds[: r % 3]:
-                cpu_start = time.process_time()
+                cpu_start, main_start = time.process_time(), time.thread_time()
                 steps = block(model, optimizer, args.steps, runs.get(kind), r * args.steps)
                 cpu[kind] += time.process_time() - cpu_start
+                main[kind] += time.thread_time() - main_start
                 times[kind] += steps
                 medians[kind] = statistics.median(steps)
             for kind, ratios in pairs.items():
                 ratios.append(medians[kind] / medians["A"] - 1)
         couriers = sum(
             sum(child.cpu_times()[:2]) for child in psutil.Process().children(recursive=True)
+        )
+        shippers = sum(
+            time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+            for thread in threading.enumerate()
+            if thread.name == "runstream-shipper" and thread.ident is not None
         )
         for run in runs.values():
             run.complete(timeout=60)
@@ -121,7 +131,17 @@ def main() -> None:
         f"({(per_step['B'] / per_step['A'] - 1) * 100:+.2f} %), C {per_step['C']:.3f} ms "
         f"({(per_step['C'] / per_step['A'] - 1) * 100:+.2f} %)"
     )
+    thread = {kind: main[kind] / len(steps) * 1000 for kind, steps in times.items()}
+    print(
+        f"CPU of the training thread alone per step: A {thread['A']:.3f} ms, "
+        f"B {thread['B']:.3f} ms ({(thread['B'] / thread['A'] - 1) * 100:+.2f} %), "
+        f"C {thread['C']:.3f} ms ({(thread['C'] / thread['A'] - 1) * 100:+.2f} %)"
+    )
     logged = len(times["B"]) + len(times["C"])
+    print(
+        "shipper threads (beside training, in its process): "
+        f"{shippers / logged * 1e6:.1f} µs CPU per logged step"
+    )
     each = couriers / logged * 1000
     print(f"courier processes (nice 10, beside training): {each:.3f} ms CPU per logged step")
 

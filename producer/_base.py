@@ -29,7 +29,7 @@ from runstream.schemas import (
     kinds,
 )
 from runstream.schemas._fast import MetricsWriter
-from runstream.schemas._rules import MESSAGE_MAX
+from runstream.schemas._rules import MESSAGE_MAX, STEP_MAX
 
 if TYPE_CHECKING:
     from runstream.producer._system import SystemSampler
@@ -116,13 +116,22 @@ class RunBase:
 
         An omitted step continues this name's own count (0, 1, 2…), as repeated Azure logs do.
         """
+        # The training loop's hottest call. After a training step the CPU's caches hold the
+        # model, not this code, so every function called here costs microseconds: the usual
+        # case (a float, a known name, an int step or none) calls no helper of ours but the
+        # encoder and the shipper; `_step_for` and `check_value` take every other case.
         if isinstance(value, str):
             self.log_text(name, value, step)
             return
         if name not in self._names:
             self._new_name(name)
-        number = value if isinstance(value, float) else check_value(name, value)
-        step = self._step_for(name, step)
+        number = value if value.__class__ is float else check_value(name, value)
+        if step is None:
+            step = self._steps.get(name, 0)
+        elif step.__class__ is not int or step < 0 or step > STEP_MAX:
+            check_step(step)
+        self._steps[name] = step + 1
+        self.max_step = max(self.max_step, step)
         payload = self._metrics.encode_one(
             next(self._seq), time.time_ns() // 1000, step, name, number
         )

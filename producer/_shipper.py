@@ -34,6 +34,8 @@ from runstream.producer._problems import ProblemReporter
 from runstream.producer._spool import SegmentCursor, SegmentWriter, SpoolFolder
 
 _RESPAWN_AFTER = 1.0
+_FOLLOW_EVERY = 1.0  # seconds between reads of the courier's acknowledgements when no one waits
+_DOZE = 1.0  # seconds between rounds while nothing is logged
 _STOP_GRACE = 3.0
 _FAILED_STARTS = 3
 
@@ -70,6 +72,7 @@ class Shipper:
         self._marks: deque[tuple[int, int, int]] = deque()
         self._measured = self._unmeasured = 0
         self._measure_at = 0.0
+        self._follow_at = 0.0  # when the courier's acknowledgements are read next
         self.submitted = 0
         self.written = 0
         self.acked = 0
@@ -85,6 +88,12 @@ class Shipper:
         self._timer: asyncio.TimerHandle | None = None
         self._stopped: asyncio.Future[None] = self._loop.create_future()  # set by `_finish`
         self._waiters = 0  # callers waiting in flush() or close(): acknowledgements are awaited
+        # Nothing was logged for a round: rounds come every `_doze` seconds until an event is.
+        self._dozing = False
+        self._doze = max(
+            config.flush_interval,
+            min(_DOZE, config.heartbeat_interval, config.system_metrics_interval or _DOZE),
+        )
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, name="runstream-shipper", daemon=True)
         self._thread.start()
@@ -97,6 +106,8 @@ class Shipper:
             raise ClosedError("this run's producer is closed")
         self._pending.append(value)
         self.submitted = next(self._counter)
+        if self._dozing:  # read after the append: see `_round`
+            self._wake_up()
         if len(self._pending) > self.config.memory_events:
             self._spill()
 
@@ -142,6 +153,15 @@ class Shipper:
     def _refuse_on_loop_thread(self, what: str) -> None:
         if threading.current_thread() is self._thread:
             raise RuntimeError(f"{what}() would deadlock on runstream's own loop thread")
+
+    def _wake_up(self) -> None:
+        """The first event after a quiet spell: the next round comes one flush interval from now,
+        not at the end of the doze.
+        """
+        self._dozing = False
+        if not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._time_round, self.config.flush_interval)
 
     def _poke(self) -> None:
         if not self._loop.is_closed():
@@ -223,16 +243,19 @@ class Shipper:
         with self._disk_lock:
             self._drain_to_disk()
         if self.written > self.acked:
-            self._courier_wake()
+            self._courier_check(wake=True)
 
-    def _courier_wake(self) -> None:
+    def _courier_check(self, *, wake: bool) -> None:
+        """Make sure a courier runs (replacing one that ended), and `wake` it to send at once (it
+        looks at the spool by itself every flush interval, too).
+        """
         if self._courier is not None and self._courier.ended:
             self._courier_ended(self._courier)
             self._courier = None
             self._respawn_at = time.monotonic() + _RESPAWN_AFTER
         if self._courier is None and not self._finishing and time.monotonic() >= self._respawn_at:
             self._courier = self._start_courier()
-        if self._courier is not None:
+        if self._courier is not None and wake:
             self._courier.wake()
 
     def _courier_ended(self, courier: _CourierProcess | _CourierTask) -> None:
@@ -276,12 +299,13 @@ class Shipper:
             self.problems.report("heartbeat", exc, "heartbeat failed")
 
     def _round(self) -> None:
-        """The caller's events to disk, the courier woken, what is due (heartbeats), and the
-        courier's acknowledgements read; then the next round is timed.
+        """The caller's events to disk, a courier running, what is due (heartbeats), and now and
+        then the courier's acknowledgements read; then the next round is timed.
 
         Each round takes the interpreter lock from training, so a round is one plain timer
-        callback (no task, one turn of the loop), and the courier's acknowledgements are read here
-        unless someone waits for them in `flush`.
+        callback (no task, one turn of the loop) with as few system calls as can be: the courier
+        is woken only when the round wrote something, and its acknowledgements are read once a
+        second, or at once while someone waits for them in `flush` or `close`.
         """
         if self._timer is not None:
             self._timer.cancel()
@@ -292,14 +316,41 @@ class Shipper:
             self._stopped.set_result(None)
             return
         try:
-            self._write_pending()
+            now = time.monotonic()
+            waiting = self._waiters > 0
+            written = self.written
+            with self._disk_lock:
+                self._drain_to_disk()
+            if self.written > self.acked:
+                self._courier_check(wake=waiting or self.written > written)
             self._tick()
-            if isinstance(self._courier, _CourierProcess):
-                self._courier.follow(eager=self._waiters > 0)
+            courier = self._courier
+            if isinstance(courier, _CourierProcess) and (
+                waiting or courier.following or now >= self._follow_at
+            ):
+                courier.follow(eager=waiting)
+                self._follow_at = now + _FOLLOW_EVERY
         except BaseException as exc:  # ends the thread: reported as shipper_crashed
             self._stopped.set_exception(exc)
             return
-        self._timer = self._loop.call_later(self.config.flush_interval, self._round)
+        delay = self.config.flush_interval
+        if not waiting and self.written == written:
+            # Nothing to write: doze. A caller appends, then reads `_dozing`; this sets it, then
+            # reads the list: whichever comes second sees the other's doing, so no event waits
+            # out a doze.
+            self._dozing = True
+            if self._pending:
+                self._dozing = False
+            else:
+                delay = self._doze
+        self._time_round(delay)
+
+    def _time_round(self, delay: float) -> None:
+        """The next round comes in `delay` seconds (instead of when it was due)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if not self._stopped.done():
+            self._timer = self._loop.call_later(delay, self._round)
 
     def _finish(self) -> None:
         self._finishing = True
@@ -345,7 +396,7 @@ class _CourierProcess:
         self.ready = False
         self._loop = asyncio.get_running_loop()
         self._buffer = b""
-        self._following = False
+        self.following = False  # every line wakes the loop (someone waits for acknowledgements)
         self._process = subprocess.Popen(
             [sys.executable, "-c", "from runstream.producer._courier import main; main()"],
             stdin=subprocess.PIPE,
@@ -372,12 +423,12 @@ class _CourierProcess:
         """
         if self.ended:
             return
-        if eager and not self._following:
+        if eager and not self.following:
             self._loop.add_reader(self._stdout.fileno(), self._on_output)
-            self._following = True
-        elif not eager and self._following:
+            self.following = True
+        elif not eager and self.following:
             self._loop.remove_reader(self._stdout.fileno())
-            self._following = False
+            self.following = False
         self._on_output()  # one read: what more arrives meanwhile waits for the next round
 
     def wake(self) -> None:
@@ -419,9 +470,9 @@ class _CourierProcess:
     def _ended(self) -> None:
         if not self.ended:
             self.ended = True
-            if self._following:
+            if self.following:
                 self._loop.remove_reader(self._stdout.fileno())
-                self._following = False
+                self.following = False
 
     def discard(self) -> None:
         """The courier ended by itself (killed, crashed): reap it and close its pipes."""

@@ -189,7 +189,8 @@ def test_fast_metrics_writer_matches_codec() -> None:
     rng = random.Random(7)
     times = [0, 1, 2**27, 2**28 - 1, 2**28, 1_700_000_000_123_456, 2**62]
     for _ in range(3000):
-        seq, step = rng.randrange(2**40), rng.choice([0, 1, 63, 64, rng.randrange(2**62)])
+        seq = rng.choice([0, 1, 8191, 8192, rng.randrange(2**14), rng.randrange(2**40)])
+        step = rng.choice([0, 1, 63, 64, 8191, 8192, rng.randrange(2**62)])
         time_us = rng.choice([*times, rng.randrange(2**62)])
         values = [
             (rng.choice(["loss", "acc", "é", "x" * 200]), rng.uniform(-1e9, 1e9))

@@ -15,6 +15,7 @@ import pytest
 from runstream import ClosedError, TransportError, ValidationError
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream.producer import Run, RunContext
+from runstream.producer._shipper import Shipper, _CourierProcess
 from runstream.schemas import kinds
 from tests.unit.test_producer_lifecycle import spooled_events
 
@@ -181,3 +182,72 @@ def test_kafka_problems_in_the_courier_reach_the_callback_and_the_counter(tmp_pa
     run.close(timeout=0.5)
     assert run.problems.counts["kafka"] >= 1
     assert any("127.0.0.1" in str(e) and isinstance(e, TransportError) for e in errors), errors
+
+
+def test_the_courier_is_read_once_a_second_unless_someone_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each read of the courier's pipe is a system call of the training process: rounds read it
+    once a second, and every round while `flush` waits for acknowledgements.
+    """
+    reads: list[float] = []
+    real = _CourierProcess._on_output
+
+    def counted(self: _CourierProcess) -> None:
+        reads.append(time.monotonic())
+        real(self)
+
+    monkeypatch.setattr(_CourierProcess, "_on_output", counted)
+    config = ProducerConfig(
+        kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path, flush_interval=0.02
+    )
+    run = Run(RunContext(run_id="quiet", experiment="unit"), config)
+    try:
+        deadline = time.monotonic() + 1.5
+        step = 0
+        while time.monotonic() < deadline:  # ~75 rounds, each writing a block
+            run.log("loss", 1.0, step=step)
+            step += 1
+            time.sleep(0.005)
+        logging_reads = len(reads)
+        assert 1 <= logging_reads <= 3, f"{logging_reads} reads in 1.5 s of rounds"
+        assert not run.flush(timeout=0.3)  # the broker is away: it waits the whole time
+        assert len(reads) - logging_reads >= 5, "while flush waits, every round reads"
+    finally:
+        run.close(timeout=0.2)
+
+
+def test_quiet_rounds_doze_and_the_next_event_wakes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing logged: rounds come once a second. The first event after that still reaches the
+    spool within about one flush interval, not at the end of the doze.
+    """
+    rounds: list[float] = []
+    real = Shipper._round
+
+    def counted(self: Shipper) -> None:
+        rounds.append(time.monotonic())
+        real(self)
+
+    monkeypatch.setattr(Shipper, "_round", counted)
+    config = ProducerConfig(
+        kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path, flush_interval=0.05
+    )
+    run = Run(RunContext(run_id="dozing", experiment="unit"), config)
+    try:
+        time.sleep(0.3)
+        quiet_from = time.monotonic()
+        time.sleep(1.5)
+        quiet = [t for t in rounds if t >= quiet_from]
+        assert 1 <= len(quiet) <= 3, f"{len(quiet)} rounds in 1.5 quiet seconds"
+        seen = len(rounds)
+        while len(rounds) == seen:  # just after a round: the next doze ends a second from now
+            time.sleep(0.005)
+        run.log("loss", 0.25, step=7)
+        logged = time.monotonic()
+        while not any(e["body"][0] == kinds.METRICS for e in spooled_events(tmp_path)):
+            assert time.monotonic() - logged < 0.5, "the event waited out the doze"
+            time.sleep(0.01)
+    finally:
+        run.close(timeout=0.2)
