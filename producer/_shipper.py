@@ -239,11 +239,13 @@ class Shipper:
             else:
                 self.folder.unlock()  # what is left is `runstream sync`'s (or the next run's)
 
-    def _write_pending(self) -> None:
+    def _write_pending(self, *, wake: bool = True) -> None:
+        """Pending events to disk; a courier running, woken when this wrote something or `wake`."""
+        written = self.written
         with self._disk_lock:
             self._drain_to_disk()
         if self.written > self.acked:
-            self._courier_check(wake=True)
+            self._courier_check(wake=wake or self.written > written)
 
     def _courier_check(self, *, wake: bool) -> None:
         """Make sure a courier runs (replacing one that ended), and `wake` it to send at once (it
@@ -319,10 +321,7 @@ class Shipper:
             now = time.monotonic()
             waiting = self._waiters > 0
             written = self.written
-            with self._disk_lock:
-                self._drain_to_disk()
-            if self.written > self.acked:
-                self._courier_check(wake=waiting or self.written > written)
+            self._write_pending(wake=waiting)
             self._tick()
             courier = self._courier
             if isinstance(courier, _CourierProcess) and (

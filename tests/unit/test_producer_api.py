@@ -184,24 +184,34 @@ def test_kafka_problems_in_the_courier_reach_the_callback_and_the_counter(tmp_pa
     assert any("127.0.0.1" in str(e) and isinstance(e, TransportError) for e in errors), errors
 
 
+def record_calls(monkeypatch: pytest.MonkeyPatch, owner: type, method: str) -> list[float]:
+    """When each call of `owner.method` was made from now on (the calls still happen)."""
+    calls: list[float] = []
+    real = getattr(owner, method)
+
+    def recorded(self: object) -> None:
+        calls.append(time.monotonic())
+        real(self)
+
+    monkeypatch.setattr(owner, method, recorded)
+    return calls
+
+
+def offline_run(tmp_path: Path, run_id: str, flush_interval: float) -> Run:
+    """A run whose broker is a closed port: everything it logs stays in its spool."""
+    kafka = KafkaConfig(bootstrap_servers="127.0.0.1:9")
+    config = ProducerConfig(kafka=kafka, spool_dir=tmp_path, flush_interval=flush_interval)
+    return Run(RunContext(run_id=run_id, experiment="unit"), config)
+
+
 def test_the_courier_is_read_once_a_second_unless_someone_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each read of the courier's pipe is a system call of the training process: rounds read it
     once a second, and every round while `flush` waits for acknowledgements.
     """
-    reads: list[float] = []
-    real = _CourierProcess._on_output
-
-    def counted(self: _CourierProcess) -> None:
-        reads.append(time.monotonic())
-        real(self)
-
-    monkeypatch.setattr(_CourierProcess, "_on_output", counted)
-    config = ProducerConfig(
-        kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path, flush_interval=0.02
-    )
-    run = Run(RunContext(run_id="quiet", experiment="unit"), config)
+    reads = record_calls(monkeypatch, _CourierProcess, "_on_output")
+    run = offline_run(tmp_path, "quiet", flush_interval=0.02)
     try:
         deadline = time.monotonic() + 1.5
         step = 0
@@ -223,18 +233,8 @@ def test_quiet_rounds_doze_and_the_next_event_wakes_them(
     """Nothing logged: rounds come once a second. The first event after that still reaches the
     spool within about one flush interval, not at the end of the doze.
     """
-    rounds: list[float] = []
-    real = Shipper._round
-
-    def counted(self: Shipper) -> None:
-        rounds.append(time.monotonic())
-        real(self)
-
-    monkeypatch.setattr(Shipper, "_round", counted)
-    config = ProducerConfig(
-        kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path, flush_interval=0.05
-    )
-    run = Run(RunContext(run_id="dozing", experiment="unit"), config)
+    rounds = record_calls(monkeypatch, Shipper, "_round")
+    run = offline_run(tmp_path, "dozing", flush_interval=0.05)
     try:
         time.sleep(0.3)
         quiet_from = time.monotonic()
