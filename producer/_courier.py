@@ -31,6 +31,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -120,6 +121,37 @@ async def deliver_folder(folder: SpoolFolder, sender: KafkaSender) -> int:
 # -- the courier process ---------------------------------------------------------------------
 
 
+class RepeatFilter(logging.Filter):
+    """Lets the same message of the same logger through at most once per `every` seconds; the
+    next one says how many were held back. The Kafka client repeats itself many times a second
+    about a missing topic, and on every reconnection to a broker that is away.
+    """
+
+    def __init__(self, every: float = 30.0, remember: int = 1000) -> None:
+        super().__init__()
+        self.every = every
+        self.remember = remember
+        self._seen: dict[tuple[str, object], tuple[float, int]] = {}  # when shown, held back since
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether to show `record` (it says how many like it were held back)."""
+        key = (record.name, record.msg)  # the template: the same message with other arguments
+        now = time.monotonic()
+        shown, held = self._seen.get(key, (-self.every, 0))
+        if now - shown < self.every:
+            self._seen[key] = (shown, held + 1)
+            return False
+        if len(self._seen) >= self.remember:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        if held:
+            record.msg = (
+                f"{record.getMessage()} ({held} more like it in the last {now - shown:.0f} s)"
+            )
+            record.args = None
+        return True
+
+
 def _clean(text: object) -> str:
     return str(text).replace("\t", " ").replace("\n", " ")
 
@@ -181,5 +213,7 @@ def main() -> None:
     # Our own problems go to the trainer; what the Kafka client says (why a login failed, say)
     # goes to the trainer's stderr, which the courier shares.
     logging.basicConfig(level=logging.WARNING, format="runstream courier: %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatFilter())
     with contextlib.suppress(BrokenPipeError, TimeoutError):
         asyncio.run(_serve())

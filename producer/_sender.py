@@ -18,6 +18,7 @@ from runstream.producer._problems import ProblemReporter
 from runstream.producer._spool import Frame
 
 _BACKOFF_MAX = 5.0
+_METADATA_WAIT = 5.0
 _PARTITIONER = DefaultPartitioner()
 
 
@@ -82,16 +83,36 @@ class KafkaSender:
             if not getattr(exc, "retriable", True):
                 self._producer = None
                 await self._discard(producer)
-            self._failed(exc, "sending to Kafka failed; events wait in the spool")
+            self._failed(
+                self._missing_topic(producer) or exc,
+                "sending to Kafka failed; events wait in the spool",
+            )
             return False
         return True
+
+    def _missing_topic(self, producer: AIOKafkaProducer) -> TransportError | None:
+        """The reason a send failed when the broker answers but has no such topic (a typo, or a
+        topic nobody created): aiokafka only times out on it.
+        """
+        cluster = producer.client.cluster
+        topic = self.config.kafka.topic
+        if not cluster.brokers() or topic in cluster.topics():
+            return None
+        servers = self.config.kafka.bootstrap_servers
+        return TransportError(
+            f"topic {topic!r} does not exist on {servers}: create it (`runstream stack up` does) "
+            "or fix RUNSTREAM_TOPIC",
+            retriable=True,
+        )
 
     async def _send_batches(
         self, producer: AIOKafkaProducer, frames: list[Frame]
     ) -> list[asyncio.Future[object]]:
         """Frames grouped into record batches per partition (key order kept within a partition)."""
         topic = self.config.kafka.topic
-        partitions = sorted(await producer.partitions_for(topic))
+        # A topic the broker lacks is only waited for: give up early, and `send` says why.
+        wait = min(self.config.send_timeout, _METADATA_WAIT)
+        partitions = sorted(await asyncio.wait_for(producer.partitions_for(topic), wait))
         by_partition: dict[int, list[Frame]] = {}
         for key, value in frames:
             partition = self._partition_of.get(key)

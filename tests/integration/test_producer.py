@@ -29,6 +29,8 @@ from runstream.deploy.local import _process as process
 from runstream.deploy.local import up as stack_up
 from runstream.producer import Run, RunContext
 from runstream.producer.logging import RunLogHandler
+from runstream.schemas import kinds
+from tests.unit.test_producer_lifecycle import spooled_events
 
 matplotlib.use("Agg")
 
@@ -366,3 +368,31 @@ async def test_distributed_ranks_join_one_run(
     )
     assert [r["rank"] for r in ranks_seen] == [0, 1]
     assert await admin_db.fetchval("SELECT world_size FROM runs WHERE run_id = $1", run_id) == 2
+
+
+def test_a_topic_the_broker_lacks_is_named_in_the_error_and_not_repeated_on_stderr(
+    stack: StackEndpoints, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in the topic: the error callback says which topic is missing within seconds, the
+    courier's stderr says it once rather than many times a second, and nothing is lost.
+    """
+    topic = f"runstream.missing.{uuid.uuid4().hex[:8]}"
+    errors: list[BaseException] = []
+    config = ProducerConfig(
+        kafka=KafkaConfig(bootstrap_servers=stack.bootstrap_servers, topic=topic),
+        spool_dir=tmp_path / "spool",
+    )
+    context = RunContext(run_id=f"typo-{uuid.uuid4().hex[:8]}", experiment="it")
+    run = Run(context, config, on_error=errors.append)
+    deadline = time.monotonic() + 20
+    step = 0
+    while not any(topic in str(e) for e in errors) and time.monotonic() < deadline:
+        run.log("loss", 1.0, step=step)
+        step += 1
+        time.sleep(0.02)
+    run.close(timeout=0.5)
+    assert any(f"topic {topic!r} does not exist" in str(e) for e in errors), errors
+    kept = [e for e in spooled_events(tmp_path / "spool") if e["body"][0] == kinds.METRICS]
+    assert len(kept) == step, "every value waits in the spool"
+    said = [line for line in capfd.readouterr().err.splitlines() if "not found in cluster" in line]
+    assert 1 <= len(said) <= 2, said

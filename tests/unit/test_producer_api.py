@@ -6,6 +6,7 @@ No broker is needed: events wait in the spool (the broker address points at a cl
 from __future__ import annotations
 
 import io
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from runstream import ClosedError, TransportError, ValidationError
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream.producer import Run, RunContext
+from runstream.producer._courier import RepeatFilter
 from runstream.producer._shipper import Shipper, _CourierProcess
 from runstream.schemas import kinds
 from tests.unit.test_producer_lifecycle import spooled_events
@@ -251,3 +253,29 @@ def test_quiet_rounds_doze_and_the_next_event_wakes_them(
             time.sleep(0.01)
     finally:
         run.close(timeout=0.2)
+
+
+def test_the_couriers_log_says_a_repeated_message_once_then_counts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    quiet = RepeatFilter(every=30.0)
+    shown: list[str] = []
+
+    def say(name: str, template: str, *args: object) -> None:
+        record = logging.LogRecord(name, logging.WARNING, __file__, 1, template, args, None)
+        if quiet.filter(record):
+            shown.append(record.getMessage())
+
+    for n in range(50):
+        say("aiokafka.cluster", "Topic %s not found in cluster metadata", f"t{n % 2}")
+        now[0] += 0.1
+    say("aiokafka", "Unable connect to %r", "127.0.0.1:9")  # another message goes through
+    now[0] += 30.0
+    say("aiokafka.cluster", "Topic %s not found in cluster metadata", "t0")
+    assert shown == [
+        "Topic t0 not found in cluster metadata",
+        "Unable connect to '127.0.0.1:9'",
+        "Topic t0 not found in cluster metadata (49 more like it in the last 35 s)",
+    ]
