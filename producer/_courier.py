@@ -60,6 +60,7 @@ class Courier:
         self.on_acked = on_acked
         self.written = asyncio.Event()
         self._synced = 1  # segments before this one are sealed and on disk
+        self._sync_due = 0.0
 
     def sync(self) -> None:
         """Force what the trainer wrote to disk (its writes only reach the kernel's cache)."""
@@ -75,7 +76,11 @@ class Courier:
         reader = SpoolReader(self.folder)
         try:
             while True:
-                self.sync()
+                # Once per wake-up, not again when the loop goes on reading after a send (what
+                # Kafka acknowledged needs no sync); a backlog is synced every half interval.
+                if time.monotonic() >= self._sync_due:
+                    self._sync_due = time.monotonic() + self.config.flush_interval / 2
+                    self.sync()
                 if not await sender.ready():  # don't read the disk for a broker that is away
                     await asyncio.sleep(self.config.flush_interval)
                     continue

@@ -110,9 +110,11 @@ class KafkaSender:
     ) -> list[asyncio.Future[object]]:
         """Frames grouped into record batches per partition (key order kept within a partition)."""
         topic = self.config.kafka.topic
-        # A topic the broker lacks is only waited for: give up early, and `send` says why.
-        wait = min(self.config.send_timeout, _METADATA_WAIT)
-        partitions = sorted(await asyncio.wait_for(producer.partitions_for(topic), wait))
+        known = producer.client.cluster.partitions_for_topic(topic)
+        if not known:  # a topic the broker lacks is only waited for: give up early, `send` says why
+            wait = min(self.config.send_timeout, _METADATA_WAIT)
+            known = await asyncio.wait_for(producer.partitions_for(topic), wait)
+        partitions = sorted(known)
         by_partition: dict[int, list[Frame]] = {}
         for key, value in frames:
             partition = self._partition_of.get(key)
