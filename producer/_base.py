@@ -116,22 +116,13 @@ class RunBase:
 
         An omitted step continues this name's own count (0, 1, 2…), as repeated Azure logs do.
         """
-        # The training loop's hottest call. After a training step the CPU's caches hold the
-        # model, not this code, so every function called here costs microseconds: the usual
-        # case (a float, a known name, an int step or none) calls no helper of ours but the
-        # encoder and the shipper; `_step_for` and `check_value` take every other case.
         if isinstance(value, str):
             self.log_text(name, value, step)
             return
         if name not in self._names:
             self._new_name(name)
         number = value if value.__class__ is float else check_value(name, value)
-        if step is None:
-            step = self._steps.get(name, 0)
-        elif step.__class__ is not int or step < 0 or step > STEP_MAX:
-            check_step(step)
-        self._steps[name] = step + 1
-        self.max_step = max(self.max_step, step)
+        step = self._step_for(name, step)
         payload = self._metrics.encode_one(
             next(self._seq), time.time_ns() // 1000, step, name, number
         )
@@ -175,9 +166,13 @@ class RunBase:
             self._names.add(name)
 
     def _step_for(self, name: str, step: int | None) -> int:
+        """The step to log `name` at (its own count when None); every call counts it.
+
+        A plain int in range is taken without calling `check_step`: this runs on every `log()`.
+        """
         if step is None:
             step = self._steps.get(name, 0)
-        else:
+        elif step.__class__ is not int or step < 0 or step > STEP_MAX:
             check_step(step)
         self._steps[name] = step + 1
         self.max_step = max(self.max_step, step)

@@ -239,13 +239,17 @@ class Shipper:
             else:
                 self.folder.unlock()  # what is left is `runstream sync`'s (or the next run's)
 
-    def _write_pending(self, *, wake: bool = True) -> None:
-        """Pending events to disk; a courier running, woken when this wrote something or `wake`."""
+    def _write_pending(self, *, wake: bool = True) -> bool:
+        """Pending events to disk; a courier running, woken when this wrote something or `wake`.
+        Returns whether it wrote something.
+        """
         written = self.written
         with self._disk_lock:
             self._drain_to_disk()
+        wrote = self.written > written
         if self.written > self.acked:
-            self._courier_check(wake=wake or self.written > written)
+            self._courier_check(wake=wake or wrote)
+        return wrote
 
     def _courier_check(self, *, wake: bool) -> None:
         """Make sure a courier runs (replacing one that ended), and `wake` it to send at once (it
@@ -320,8 +324,7 @@ class Shipper:
         try:
             now = time.monotonic()
             waiting = self._waiters > 0
-            written = self.written
-            self._write_pending(wake=waiting)
+            wrote = self._write_pending(wake=waiting)
             self._tick()
             courier = self._courier
             if isinstance(courier, _CourierProcess) and (
@@ -333,7 +336,7 @@ class Shipper:
             self._stopped.set_exception(exc)
             return
         delay = self.config.flush_interval
-        if not waiting and self.written == written:
+        if not waiting and not wrote:
             # Nothing to write: doze. A caller appends, then reads `_dozing`; this sets it, then
             # reads the list: whichever comes second sees the other's doing, so no event waits
             # out a doze.

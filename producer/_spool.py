@@ -8,12 +8,12 @@ Every frame of a block shares the block's key (a session ships one run, so one k
 block be built with a few C-level calls, whatever its count. The writer appends one block per flush
 interval with one write call: from then on the block survives the writer's death (it is in the
 kernel's cache). The courier makes it survive the machine's too: it syncs the segments to disk
-each time it is woken (`SpoolFolder.sync`), before it reads them, so the sync's cost falls outside
-the training process and a crash of the machine loses at most what was written since the courier's
-last wake-up, normally one flush interval. It reads frames back in order, and a segment is deleted
-once a later one exists (the writer seals a segment before it starts the next) and every frame in
-it was acknowledged by Kafka. A torn last block (the writer died mid-write) fails its length or CRC
-check and ends the segment.
+each time it is woken (`SpoolFolder.sync`; during a backlog, every half flush interval), before it
+reads them, so the sync's cost falls outside the training process and a crash of the machine loses
+at most what was written since the courier's last sync, normally one flush interval. It reads
+frames back in order, and a segment is deleted once a later one exists (the writer seals a segment
+before it starts the next) and every frame in it was acknowledged by Kafka. A torn last block (the
+writer died mid-write) fails its length or CRC check and ends the segment.
 
 Folders whose lock can be taken belong to dead sessions: their frames are delivered by the next
 process that opens the same spool, or by `runstream sync`. Events carry their own identity, so a
