@@ -1,9 +1,9 @@
 """`Database`: an asyncpg pool that tells database trouble (retry later) from rejected data.
 
-Connection refused, PostgreSQL restarting or shutting down, lost connections, deadlocks, full disks
-and timeouts all become `DatabaseUnavailable` (retriable: the services pause and retry, never
-dead-letter). Only data PostgreSQL refuses (SQLSTATE classes 22 and 23, or values the driver cannot
-encode) becomes `RejectedByDatabase`.
+Connection refused, PostgreSQL restarting or shutting down, lost connections, deadlocks, full disks,
+timeouts and a driver that lost track of a dying connection all become `DatabaseUnavailable`
+(retriable: the services pause and retry, never dead-letter). Only data PostgreSQL refuses (SQLSTATE
+classes 22 and 23, or values the driver cannot encode) becomes `RejectedByDatabase`.
 """
 
 from __future__ import annotations
@@ -79,10 +79,22 @@ class Database:
         try:
             pool = await self._ensure_pool()
             async with pool.acquire(timeout=self._connect_timeout) as conn:
-                yield conn
+                try:
+                    yield conn
+                except asyncpg.InternalClientError:
+                    # The driver lost track of the protocol (seen when the server shuts down
+                    # under a query): this connection must not go back to the pool.
+                    conn.terminate()
+                    raise
         except (RejectedByDatabase, DatabaseUnavailable):
             raise
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+            TimeoutError,
+        ) as exc:
             if is_rejected_data(exc):
                 raise RejectedByDatabase(f"PostgreSQL refused the data: {exc}") from exc
             raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc!r}") from exc

@@ -41,7 +41,9 @@ def test_stop_kills_a_process_that_ignores_sigterm_and_its_children(tmp_path: Pa
 
 
 def test_stale_pid_file_is_dropped(tmp_path: Path) -> None:
-    pid, pid_file = launch(tmp_path, "exit 0")
+    # Spawned without a pid file of its own: `exit 0` may be gone before one could be written.
+    pid = _process.spawn(["sh", "-c", "exit 0"], log_file=tmp_path / "service.log", cwd=tmp_path)
+    pid_file = tmp_path / "service.pid"
     assert _process.wait_gone(pid, 10)
     pid_file.write_text(f"{pid} 1\n")
     assert _process.recorded_pid(pid_file) is None
