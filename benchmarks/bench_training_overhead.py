@@ -5,7 +5,9 @@
 A CPU MLP is trained with steps of roughly 10 ms or more, in blocks of steps of three kinds taken
 in turn (the order rotates every round, so no kind always follows another):
 
-- A, no logging;
+- A, the same loop reading the values (`loss.item()`, the names formatted) and handing them to
+  a function that does nothing: what any logger's caller pays, so A and B differ by `run.log`
+  alone;
 - B, `run.log` of 10 scalars per step to a fresh topic of the broker in
   RUNSTREAM_BOOTSTRAP_SERVERS (the local stack's): the producer's whole cost on the training
   machine, its courier and Kafka's work included; nothing else reads the topic, as where the
@@ -29,6 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -49,25 +52,39 @@ def make_model(width: int) -> tuple[nn.Module, torch.optim.Optimizer]:
     return model, torch.optim.SGD(model.parameters(), lr=0.01)
 
 
+def discard(name: str, value: float, step: int) -> None:
+    """The logger of kind A: takes the values and does nothing."""
+
+
 def block(
-    model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, run: Run | None, first_step: int
-) -> list[float]:
-    """Train `steps` steps; log 10 scalars per step when `run` is given. Returns step seconds."""
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    log: Callable[[str, float, int], None],
+    first_step: int,
+) -> tuple[list[float], float]:
+    """Train `steps` steps, handing 10 scalars per step to `log`.
+
+    Returns each step's seconds and the seconds spent reading and logging the values.
+    """
     x, y = torch.randn(512, 256), torch.randint(0, 10, (512,))
     loss_fn = nn.CrossEntropyLoss()
     times = []
+    logging = 0.0
     for i in range(steps):
         start = time.perf_counter()
         optimizer.zero_grad()
         loss = loss_fn(model(x), y)
         loss.backward()
         optimizer.step()
-        if run is not None:
-            value = loss.item()
-            for k in range(10):
-                run.log(f"scalar_{k}", value + k, step=first_step + i)
-        times.append(time.perf_counter() - start)
-    return times
+        trained = time.perf_counter()
+        value = loss.item()
+        for k in range(10):
+            log(f"scalar_{k}", value + k, first_step + i)
+        end = time.perf_counter()
+        logging += end - trained
+        times.append(end - start)
+    return times, logging
 
 
 def main() -> None:
@@ -78,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, optimizer = make_model(args.width)
-    block(model, optimizer, 5, None, 0)  # warm-up
+    block(model, optimizer, 5, discard, 0)  # warm-up
     settings = Settings()
     suffix = uuid.uuid4().hex[:8]
     own = KafkaConfig(
@@ -91,6 +108,7 @@ def main() -> None:
     times: dict[str, list[float]] = {"A": [], "B": [], "C": []}
     cpu = dict.fromkeys(times, 0.0)  # CPU seconds of this process (every thread) per kind
     main = dict.fromkeys(times, 0.0)  # CPU seconds of the training thread alone per kind
+    reading = dict.fromkeys(times, 0.0)  # seconds spent reading and logging the values per kind
     pairs: dict[str, list[float]] = {"B": [], "C": []}
     with tempfile.TemporaryDirectory() as spool:
         runs = {
@@ -105,7 +123,9 @@ def main() -> None:
             medians = {}
             for kind in kinds[r % 3 :] + kinds[: r % 3]:
                 cpu_start, main_start = time.process_time(), time.thread_time()
-                steps = block(model, optimizer, args.steps, runs.get(kind), r * args.steps)
+                log = runs[kind].log if kind in runs else discard
+                steps, spent = block(model, optimizer, args.steps, log, r * args.steps)
+                reading[kind] += spent
                 cpu[kind] += time.process_time() - cpu_start
                 main[kind] += time.thread_time() - main_start
                 times[kind] += steps
@@ -137,6 +157,13 @@ def main() -> None:
         f"B {thread['B']:.3f} ms ({(thread['B'] / thread['A'] - 1) * 100:+.2f} %), "
         f"C {thread['C']:.3f} ms ({(thread['C'] / thread['A'] - 1) * 100:+.2f} %)"
     )
+    per_read = {kind: reading[kind] / len(steps) * 1e6 for kind, steps in times.items()}
+    print(
+        "reading and logging the 10 values, per step (wall): "
+        f"A {per_read['A']:.1f} µs (loss.item(), names, a no-op), B {per_read['B']:.1f} µs, "
+        f"C {per_read['C']:.1f} µs: run.log's share {per_read['B'] - per_read['A']:.1f} µs (B), "
+        f"{per_read['C'] - per_read['A']:.1f} µs (C)"
+    )
     logged = len(times["B"]) + len(times["C"])
     print(
         "shipper threads (beside training, in its process): "
@@ -152,7 +179,7 @@ def report(
     """Print the figures."""
     print(f"steps per kind: {len(times['A'])}, torch threads: 1, width: {args.width}")
     a = statistics.median(times["A"])
-    print(f"A  no logging                          median step {a * 1000:8.3f} ms")
+    print(f"A  values read, no-op logger            median step {a * 1000:8.3f} ms")
     labels = {"B": "own topic (producer's cost)", "C": "stack's topic (+ consumers here)"}
     for kind, label in labels.items():
         median = statistics.median(times[kind])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from runstream._config import ProducerConfig
@@ -30,6 +30,13 @@ from runstream.schemas import (
 )
 from runstream.schemas._fast import MetricsWriter
 from runstream.schemas._rules import MESSAGE_MAX, STEP_MAX
+
+try:
+    from runstream.producer import _hotpath
+
+    FastLog: type[_hotpath.FastLog] | None = _hotpath.FastLog
+except ImportError:  # built without a C compiler: the Python path takes every call
+    FastLog = None
 
 if TYPE_CHECKING:
     from runstream.producer._system import SystemSampler
@@ -74,6 +81,28 @@ class RunBase:
         self._metrics = MetricsWriter(
             self._codec, c.run_id, c.experiment, c.rank, c.world_size, self.producer_id
         )
+        self._fast_log = self._fast_path()
+
+    def _fast_path(self) -> Callable[[str, object, int | None], bool] | None:
+        """The C hot path of `log` over this session's objects, or None without it."""
+        if FastLog is None:
+            return None
+        encoded, head, branch = self._metrics.fast_parts()
+        pending, counter = self._shipper.fast_parts()
+        return FastLog(
+            run=self,
+            names=self._names,
+            steps=self._steps,
+            seq=self._seq,
+            writer=self._metrics,
+            encoded=encoded,
+            head=head,
+            branch=branch,
+            shipper=self._shipper,
+            pending=pending,
+            counter=counter,
+            memory_events=self.config.memory_events,
+        )
 
     def restart_after_fork(self) -> None:
         """In a forked child: a new producer session, so identities never meet the parent's."""
@@ -115,7 +144,12 @@ class RunBase:
         """Log one value. Numbers are metrics; strings are text metrics (Azure `run.log`).
 
         An omitted step continues this name's own count (0, 1, 2…), as repeated Azure logs do.
+        The common case (a known name, a float, a plain step) is done in C when it was built
+        (`producer/_hotpath.c`), with the same effects as the lines below.
         """
+        fast = self._fast_log
+        if fast is not None and fast(name, value, step):
+            return
         if isinstance(value, str):
             self.log_text(name, value, step)
             return

@@ -99,6 +99,10 @@ class MetricsWriter:
         self._names: dict[str, bytes] = {}
         self._time = _TimeVarint()
 
+    def fast_parts(self) -> tuple[dict[str, bytes], bytes, bytes]:
+        """What the C hot path of `log()` encodes with: the name cache, the head, the branch."""
+        return self._names, self._head, self._branch
+
     def _name(self, name: str) -> bytes:
         encoded = self._names.get(name)
         if encoded is None:

@@ -222,7 +222,8 @@ def test_the_courier_is_read_once_a_second_unless_someone_waits(
             step += 1
             time.sleep(0.005)
         logging_reads = len(reads)
-        assert 1 <= logging_reads <= 3, f"{logging_reads} reads in 1.5 s of rounds"
+        # ~2 reads (one a second); a loaded machine stretches rounds. Every round would be ~75.
+        assert 1 <= logging_reads <= 5, f"{logging_reads} reads in 1.5 s of rounds"
         assert not run.flush(timeout=0.3)  # the broker is away: it waits the whole time
         assert len(reads) - logging_reads >= 5, "while flush waits, every round reads"
     finally:

@@ -1,0 +1,183 @@
+"""The C hot path of `run.log()` (producer/_hotpath.c) against the Python path it stands for."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runstream import ClosedError, ValidationError
+from runstream._config import KafkaConfig, ProducerConfig
+from runstream.producer import Run, RunContext, _base
+from runstream.schemas import kinds
+from tests.unit.test_producer_lifecycle import spooled_events
+
+# Known and new names, floats and other numbers, omitted, repeated, backward and large steps,
+# NaN and infinities: the C path takes some, hands the others to Python.
+CALLS: list[tuple[str, Any, int | None]] = [
+    ("loss", 0.5, None),
+    ("loss", 0.25, None),
+    ("acc", 1.0, 7),
+    ("loss", 2.0, 3),
+    ("loss", 2.5, None),
+    ("acc", 3, None),
+    ("loss", float("nan"), None),
+    ("loss", float("inf"), 2**40),
+    ("acc", -math.inf, 200),
+    ("loss", -0.0, 2**63 - 1),
+    ("loss", 1e-300, 0),
+    ("acc", 0.75, None),
+    ("text", "a string", None),
+    ("text", 1.5, None),
+]
+
+
+def _run(tmp_path: Path, name: str) -> Run:
+    kafka = KafkaConfig(bootstrap_servers="127.0.0.1:9")
+    config = ProducerConfig(kafka=kafka, spool_dir=tmp_path / name)
+    return Run(RunContext(run_id="hot-path", experiment="unit"), config)
+
+
+def _counting(run: Run) -> list[bool]:
+    """Record what the C path answered to each call."""
+    fast = run._fast_log
+    assert fast is not None, "built without the C hot path"
+    answers: list[bool] = []
+
+    def counted(name: str, value: object, step: int | None) -> bool:
+        answers.append(fast(name, value, step))
+        return answers[-1]
+
+    run._fast_log = counted
+    return answers
+
+
+def _metrics(tmp_path: Path, name: str) -> list[tuple[Any, ...]]:
+    found = []
+    for event in spooled_events(tmp_path / name):
+        kind, body = event["body"]
+        if kind == kinds.METRICS:
+            for item in body["values"]:
+                value = "nan" if math.isnan(item["value"]) else item["value"]
+                found.append((event["seq"], event["rank"], body["step"], item["name"], value))
+        elif kind == kinds.TEXT:
+            found.append((event["seq"], event["rank"], body["step"], body["name"], body["value"]))
+    return found
+
+
+def _log_all(run: Run, calls: list[tuple[str, Any, int | None]]) -> None:
+    for name, value, step in calls:
+        run.log(name, value, step)
+
+
+def test_the_c_hot_path_is_built() -> None:
+    """`pip install -e .` builds it wherever a C compiler is (CI has one)."""
+    assert _base.FastLog is not None
+
+
+def test_the_c_path_logs_what_the_python_path_logs(tmp_path: Path) -> None:
+    fast, slow = _run(tmp_path, "c"), _run(tmp_path, "python")
+    answers = _counting(fast)
+    slow._fast_log = None
+    for run in (fast, slow):
+        _log_all(run, CALLS)
+    # New names, ints, strings go to Python; known names with floats stay in C.
+    assert answers == [
+        False, True, False, True, True, False, True, True, True, True, True, True, False, False,
+    ]  # fmt: skip
+    assert fast._steps == slow._steps
+    assert fast.max_step == slow.max_step == 2**63 - 1
+    assert fast.events_logged == slow.events_logged
+    fast.close(timeout=0.5)
+    slow.close(timeout=0.5)
+    assert _metrics(tmp_path, "c") == _metrics(tmp_path, "python")
+    assert [row[2:4] for row in _metrics(tmp_path, "c")][:6] == [
+        (0, "loss"), (1, "loss"), (7, "acc"), (3, "loss"), (4, "loss"), (8, "acc"),
+    ]  # fmt: skip
+
+
+def test_long_varints_and_the_clock_are_encoded_as_the_codec_reads_them(tmp_path: Path) -> None:
+    run = _run(tmp_path, "long")
+    answers = _counting(run)
+    before = time.time_ns() // 1000
+    for step in range(3_000_000, 3_000_000 + 20_000):  # seq past 2**14, steps past 2**21
+        run.log("loss", step / 7, step)
+    run.log("loss", 0.5, 2**62)
+    after = time.time_ns() // 1000
+    assert answers.count(True) == 20_000  # the first one met a new name
+    run.close(timeout=1.0)
+    events = [e for e in spooled_events(tmp_path / "long") if e["body"][0] == kinds.METRICS]
+    assert [e["body"][1]["step"] for e in events] == [*range(3_000_000, 3_020_000), 2**62]
+    assert [e["body"][1]["values"][0]["value"] for e in events[:-1]] == [
+        step / 7 for step in range(3_000_000, 3_020_000)
+    ]
+    assert [e["seq"] for e in events] == sorted({e["seq"] for e in events})
+    assert events[-1]["seq"] > 2**14
+    assert all(before <= _micros(e["time"]) <= after for e in events)
+
+
+def _micros(moment: datetime | int) -> int:
+    """A decoded `time` field in microseconds since the epoch."""
+    if isinstance(moment, int):
+        return moment
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+@pytest.mark.parametrize("step", [-1, True, 2**63, 1.5, "3"])
+def test_bad_steps_of_a_known_name_raise_and_log_nothing(tmp_path: Path, step: object) -> None:
+    run = _run(tmp_path, "bad")
+    try:
+        run.log("loss", 1.0)
+        logged, steps = run.events_logged, dict(run._steps)
+        with pytest.raises(ValidationError):
+            run.log("loss", 2.0, step)  # type: ignore[arg-type]
+        assert (run.events_logged, run._steps) == (logged, steps)
+    finally:
+        run.close(timeout=0.5)
+
+
+def test_a_closed_run_refuses_a_known_name_too(tmp_path: Path) -> None:
+    run = _run(tmp_path, "closed")
+    run.log("loss", 1.0)
+    run.close(timeout=0.5)
+    with pytest.raises(ClosedError):
+        run.log("loss", 2.0)
+
+
+def test_the_c_path_wakes_a_dozing_shipper_and_spills_a_full_memory_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: dict[str, int] = {"_wake_up": 0, "_spill": 0}
+    shipper_type = type(_run(tmp_path, "probe")._shipper)
+    for method in calls:
+        original: Callable[..., None] = getattr(shipper_type, method)
+
+        def counted(self: Any, _original: Callable[..., None] = original, _m: str = method) -> None:
+            calls[_m] += 1
+            _original(self)
+
+        monkeypatch.setattr(shipper_type, method, counted)
+    kafka = KafkaConfig(bootstrap_servers="127.0.0.1:9")
+    config = ProducerConfig(kafka=kafka, spool_dir=tmp_path / "full", memory_events=100)
+    run = Run(RunContext(run_id="hot-path", experiment="unit"), config)
+    try:
+        run.log("loss", 0.0)
+        answers = _counting(run)
+        woken = calls["_wake_up"]
+        run._shipper._dozing = True
+        run.log("loss", 1.0)
+        assert calls["_wake_up"] == woken + 1
+        assert not run._shipper._dozing
+        for step in range(2, 400):
+            run.log("loss", float(step))
+        assert all(answers)
+        assert calls["_spill"] >= 1
+    finally:
+        run.close(timeout=1.0)
+    metrics = [e for e in spooled_events(tmp_path / "full") if e["body"][0] == kinds.METRICS]
+    assert len(metrics) == 400
