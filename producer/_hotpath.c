@@ -7,6 +7,9 @@
  * `producer/_base.py` (`log`, `_step_for`), `schemas/_fast.py` (`MetricsWriter.encode_one`) and
  * `producer/_shipper.py` (`Shipper.submit`). Anything else returns False before any effect, and the
  * Python path takes the call: it raises the errors, so they are written once.
+ *
+ * A change to any of those four Python functions must be made here too;
+ * tests/unit/test_producer_hotpath.py holds the two paths to the same events and state.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -101,7 +101,10 @@ class Shipper:
     # -- caller side -------------------------------------------------------------------------
 
     def submit(self, value: bytes) -> None:
-        """Hand over one encoded event of this session's run. Never blocks on the network."""
+        """Hand over one encoded event of this session's run. Never blocks on the network.
+
+        `producer/_hotpath.c` does the same for `log()`: a change here is made there too.
+        """
         if self._closing:
             raise ClosedError("this run's producer is closed")
         self._pending.append(value)
