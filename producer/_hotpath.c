@@ -35,8 +35,6 @@ typedef struct {
 
 static PyObject *s_max_step, *s_closing, *s_dozing, *s_submitted, *s_wake_up, *s_spill, *s_name;
 
-#define STEP_MAX INT64_MAX
-
 static int
 put_varint(unsigned char *out, uint64_t n)
 {
