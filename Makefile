@@ -1,27 +1,40 @@
 # runstream developer entry points. `make test` is what CI runs (through .ci/run).
-PYTHON ?= python3
-RUNSTREAM ?= $(PYTHON) -m runstream.cli
+#
+# Every target runs in a virtual environment inside the checkout (.venv, ignored by git) that
+# holds only what pyproject.toml declares: nothing installed by hand on the machine is visible in
+# it, so a missing declaration fails here as it would on a new machine.
+BASE_PYTHON ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+RUNSTREAM := $(PYTHON) -m runstream.cli
 
-.PHONY: help install install-ci stack down demo lint test
+.PHONY: help venv install install-ci stack down demo lint test
 
 help:
-	@echo "make install   install runstream and its dev tools (editable)"
+	@echo "make install   the virtual environment $(VENV) with runstream and its dev tools (editable)"
 	@echo "make stack     start the local stack (Kafka, PostgreSQL, Prometheus, Alertmanager)"
 	@echo "make down      stop the local stack"
 	@echo "make demo      stack + examples/train.py, then where to look"
 	@echo "make lint      ruff check, ruff format --check, mypy --strict"
 	@echo "make test      install (with torch for the DDP example), stack, lint, pytest"
 
-install:
+# The environment never sees the system's site-packages (venv's default); `--upgrade-deps` gives
+# it a current pip. Made once, reused after.
+$(PYTHON):
+	$(BASE_PYTHON) -m venv --upgrade-deps $(VENV)
+
+venv: $(PYTHON)
+
+install: venv
 	$(PYTHON) -m pip install -e '.[dev]'
 
-install-ci:
+install-ci: venv
 	$(PYTHON) -m pip install -e '.[dev,ddp]'
 
-stack:
+stack: venv
 	$(RUNSTREAM) stack up
 
-down:
+down: venv
 	$(RUNSTREAM) stack down
 
 demo: install stack
@@ -33,9 +46,9 @@ demo: install stack
 	echo "              e.g.  SELECT run_id, name, step, value FROM metrics ORDER BY time DESC LIMIT 20;"; \
 	echo "Stack status: $(RUNSTREAM) stack status"
 
-lint:
-	ruff check .
-	ruff format --check .
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PYTHON) tools/typecheck.py
 
 test: install-ci stack lint

@@ -50,7 +50,7 @@ class SystemSampler:
 def _load_nvml() -> Any:
     """NVIDIA's management library when installed (nvidia-ml-py) and a driver answers."""
     try:
-        import pynvml  # type: ignore[import-not-found]  # noqa: PLC0415
+        import pynvml  # noqa: PLC0415 - optional dependency (extra `gpu`)
 
         pynvml.nvmlInit()
     except Exception:
