@@ -5,8 +5,8 @@
 # it, so a missing declaration fails here as it would on a new machine.
 BASE_PYTHON ?= python3
 VENV ?= .venv
-PYTHON := $(VENV)/bin/python
-RUNSTREAM := $(PYTHON) -m runstream.cli
+override PYTHON := $(VENV)/bin/python
+override RUNSTREAM := $(PYTHON) -m runstream.cli
 
 .PHONY: help venv install install-ci stack down demo lint test
 

@@ -85,8 +85,11 @@ def wandb_case(tmp: Path) -> Logger:
 
 def peers(tmp: Path, calls: int) -> dict[str, tuple[float, float]]:
     """MLflow (sync and async) and W&B offline, each ended before the temporary folder goes."""
-    import mlflow  # noqa: PLC0415
-    import wandb  # noqa: PLC0415
+    try:
+        import mlflow  # noqa: PLC0415
+        import wandb  # noqa: PLC0415
+    except ImportError as exc:
+        sys.exit(f"--peers needs MLflow and W&B: pip install -e '.[peers]' ({exc})")
 
     results = {"mlflow sync": measure(mlflow_case(tmp, True), calls)}
     mlflow.end_run()

@@ -86,6 +86,8 @@ async def reader(config: DatabaseConfig) -> AsyncIterator[Connection]:
         raise _unreachable(config.url, exc) from exc
     try:
         yield conn
+    except BrokenPipeError:
+        raise  # our own stdout closed by its reader, not the database (see `reports_errors`)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise query_failed(config.url, exc) from exc
     finally:

@@ -48,7 +48,7 @@ def persist_command() -> None:
 
     settings = Settings()
     registry = CollectorRegistry()
-    options = LoopOptions(group_id=settings.persist_group, client_id="runstream-persist")
+    options = LoopOptions.persist(settings.persist_group)
     service = PersistService(
         settings.kafka(), settings.database(), registry=registry, options=options
     )
@@ -63,9 +63,7 @@ def export_command() -> None:
 
     settings = Settings()
     registry = CollectorRegistry()
-    options = LoopOptions(
-        group_id=settings.export_group, client_id="runstream-export", commit_interval=5.0
-    )
+    options = LoopOptions.export(settings.export_group)
     service = ExportService(
         settings.kafka(),
         settings.database(read_only=True),

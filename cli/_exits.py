@@ -1,13 +1,16 @@
-"""Exit codes of the query and watch commands, and the one way they report an error.
+"""The CLI's exit codes, and the one way its commands report an error.
 
 A command raises `CommandError` (what is wrong, what to do, which exit code); `reports_errors`
-turns it into two lines on stderr and the exit code. `runstream run` exits with its command's own
-code instead (see `runstream.cli._outcome`).
+turns it into two lines on stderr and the exit code. A reader that closes the pipe early
+(`runstream metrics RUN | head`) ends the command quietly with `OUTPUT_CLOSED`, as a Unix tool
+killed by SIGPIPE ends. `runstream run` exits with its command's own code instead (see
+`runstream.cli._outcome`).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from enum import IntEnum
 from typing import ParamSpec, TypeVar
@@ -30,7 +33,12 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3
     DATABASE = 4
     RUN_CANCELED = 5
+    KAFKA = 6
+    STACK = 7
+    GRAFANA = 8
+    STALE = 9
     INTERRUPTED = 130
+    OUTPUT_CLOSED = 141
 
 
 class CommandError(Exception):
@@ -57,5 +65,17 @@ def reports_errors(command: Callable[_P, _T]) -> Callable[_P, _T]:
             raise typer.Exit(exc.code) from None
         except KeyboardInterrupt:
             raise typer.Exit(ExitCode.INTERRUPTED) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(ExitCode.OUTPUT_CLOSED) from None
 
     return wrapper
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush finds no closed pipe to report."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+    finally:
+        os.close(devnull)

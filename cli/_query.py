@@ -8,17 +8,18 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 
 from runstream._settings import Settings
 from runstream.cli import _reads
 from runstream.cli._connect import reader
+from runstream.cli._console import column_limit, output_console
 from runstream.cli._exits import reports_errors
 from runstream.cli._format import between, dumps, duration, first_line, number, status_markup
 
-stdout = Console(highlight=False)
+stdout = output_console()
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -65,8 +66,9 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold underline")
     table.add_column("run id", no_wrap=True, overflow="ellipsis")
     short = stdout.width < 120  # every command takes an id's first characters
-    table.add_column("experiment", no_wrap=True, overflow="ellipsis", max_width=20)
-    table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=20)
+    limit = column_limit(stdout, 20)
+    table.add_column("experiment", no_wrap=True, overflow="ellipsis", max_width=limit)
+    table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=limit)
     for column in ("status", "started", "took"):
         table.add_column(column, no_wrap=True)
     for column in ("step", "ranks", "exit"):

@@ -18,6 +18,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 
 from runstream._settings import Settings
+from runstream.cli._exits import CommandError, ExitCode, reports_errors
 from runstream.deploy import local
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ _HEALTH_STYLE = {"healthy": "green", "starting": "yellow", "skipped": "yellow"}
 
 
 @app.command()
+@reports_errors
 def install() -> None:
     """Install what the stack needs (Debian packages, Kafka jars), start nothing."""
     config = _config()
@@ -38,6 +40,7 @@ def install() -> None:
 
 
 @app.command()
+@reports_errors
 def up() -> None:
     """Start what is not running and wait until every service answers (idempotent)."""
     config = _config()
@@ -50,6 +53,7 @@ def up() -> None:
 
 
 @app.command()
+@reports_errors
 def down(
     purge: Annotated[bool, typer.Option("--purge", help="Also delete the state folder.")] = False,
 ) -> None:
@@ -62,6 +66,7 @@ def down(
 
 
 @app.command()
+@reports_errors
 def restart(
     services: Annotated[
         list[str] | None, typer.Argument(help="Services to restart (default: every one).")
@@ -75,20 +80,27 @@ def restart(
 
 
 @app.command()
+@reports_errors
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Each service, its address and health; exit 1 unless every service is healthy."""
+    """Each service, its address and health; exit 7 unless every service is healthy."""
     statuses = asyncio.run(local.status(_config()))
     if as_json:
         typer.echo(json.dumps([dataclasses.asdict(s) for s in statuses], indent=2))
     else:
         Console().print(_status_table(statuses))
-    if any(s.health not in ("healthy", "skipped") for s in statuses):
-        raise typer.Exit(1)
+    unhealthy = [s.name for s in statuses if s.health not in ("healthy", "skipped")]
+    if unhealthy:
+        raise CommandError(
+            f"not healthy: {', '.join(unhealthy)}",
+            "`runstream stack up` starts what is down; each log is under the state folder.",
+            ExitCode.STACK,
+        )
 
 
 @app.command()
+@reports_errors
 def env() -> None:
     """Print `export RUNSTREAM_…=…` lines; use as: eval "$(runstream stack env)"."""
     for name, value in _config().env().items():
@@ -100,17 +112,19 @@ def _config() -> local.StackConfig:
 
 
 def _drive(action: Callable[[local.Progress], Coroutine[Any, Any, _T]]) -> _T:
-    """Run `action(progress)` under a live progress display; exit 1 on a `StackError`."""
+    """Run `action(progress)` under a live progress display; a `StackError` becomes a
+    `CommandError` (exit code `STACK`) after the end of the failing service's log.
+    """
     with _ProgressView() as progress:
         try:
             return asyncio.run(action(progress))
         except local.StackError as exc:
             failure = exc
-    _console.print(f"[red]error:[/] {escape(str(failure))}")
     if failure.log_tail:
         _console.rule(f"end of the {failure.service} log")
         _console.print(escape(failure.log_tail), highlight=False)
-    raise typer.Exit(1)
+        _console.rule()
+    raise CommandError(str(failure), None, ExitCode.STACK)
 
 
 def _status_table(statuses: list[local.ServiceStatus]) -> Table:

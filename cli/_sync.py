@@ -12,11 +12,13 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from runstream._settings import Settings
+from runstream.cli._exits import CommandError, ExitCode, reports_errors
 from runstream.producer._sync import pending_bytes, sync_spool
 
 console = Console(stderr=True)
 
 
+@reports_errors
 def sync(
     spool: Annotated[
         Path | None, typer.Option("--spool", help="Spool directory (default RUNSTREAM_SPOOL_DIR)")
@@ -39,11 +41,12 @@ def sync(
         try:
             report = asyncio.run(asyncio.wait_for(sync_spool(config, advance), timeout))
         except TimeoutError:
-            console.print(
-                f"[red]Kafka at {config.kafka.bootstrap_servers} did not take the events within "
-                f"{timeout:g}s[/]; they stay in {config.spool_dir}. Check the broker and run again."
-            )
-            raise typer.Exit(1) from None
+            raise CommandError(
+                f"Kafka at {config.kafka.bootstrap_servers} did not take the events within "
+                f"{timeout:g}s; they stay in {config.spool_dir}",
+                "Check the broker and run `runstream sync` again.",
+                ExitCode.KAFKA,
+            ) from None
     console.print(
         f"delivered {report.events} events from {report.folders} spool folders"
         + (f"; {report.busy} belong to live runs and deliver themselves" if report.busy else "")

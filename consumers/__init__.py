@@ -1,10 +1,11 @@
 """Persist, export and watchdog services; database migrations; the shared consume loop."""
 
+from runstream._config import EXPORT_GROUP, PERSIST_GROUP, Address
 from runstream.consumers._collector import RunCollector
 from runstream.consumers._database import Database, DatabaseUnavailable, RejectedByDatabase
 from runstream.consumers._decode import DeadLetter, DecodedBatch, decode_batch, decode_record
-from runstream.consumers._export import EXPORT_GROUP, ExportService, ExportSink
-from runstream.consumers._health import Address, ConsumerHealth, MetricsEndpoint
+from runstream.consumers._export import ExportService, ExportSink
+from runstream.consumers._health import ConsumerHealth, MetricsEndpoint
 from runstream.consumers._labels import safe_label
 from runstream.consumers._livestate import LiveRun, LiveRuns
 from runstream.consumers._loop import BatchSink, ConsumeLoop, LoopOptions
@@ -15,7 +16,7 @@ from runstream.consumers._migrate import (
     shipped_migrations,
     upgrade,
 )
-from runstream.consumers._persist import PERSIST_GROUP, PersistService, PersistSink
+from runstream.consumers._persist import PersistService, PersistSink
 from runstream.consumers._runstate import RankState, RunState
 from runstream.consumers._service import Service, run_until_signalled, run_until_stopped
 from runstream.consumers._topics import ensure_topics

@@ -33,7 +33,6 @@ from runstream.consumers._runtable import recent_runs
 from runstream.schemas import default_codec
 
 log = logging.getLogger("runstream.consumers")
-EXPORT_GROUP = "runstream-export"
 _LATEST = (
     "SELECT run_id, name, rank, value, step, time FROM metric_latest WHERE run_id = ANY($1::text[])"
 )
@@ -66,9 +65,7 @@ class ExportService:
         self.live = LiveRuns(finished_ttl=finished_ttl, idle_ttl=idle_ttl)
         self.health = ConsumerHealth(registry)
         self.collector = RunCollector(self.live)
-        self.options = options or LoopOptions(
-            group_id=EXPORT_GROUP, client_id="runstream-export", commit_interval=5.0
-        )
+        self.options = options or LoopOptions.export()
         self._kafka = kafka
         self._database = Database(database, command_timeout=30.0) if database else None
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from threading import Thread
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -19,7 +18,7 @@ from wsgiref.types import WSGIApplication as WSGIApp
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from runstream._errors import ConfigError
+from runstream._config import Address
 
 _CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -84,22 +83,6 @@ class ConsumerHealth:
         """A partition left this consumer: drop its lag series."""
         with contextlib.suppress(KeyError):
             self.lag.remove(topic, str(partition))
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    """host:port of an HTTP endpoint."""
-
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str, name: str = "address") -> Address:
-        """Parse `host:port` or `[v6]:port`; raise `ConfigError` naming `name` otherwise."""
-        host, sep, port = text.rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ConfigError(f"{name}={text!r}: expected host:port")
-        return cls(host.strip("[]") or "127.0.0.1", int(port))
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from runstream._config import KafkaConfig
+from runstream._config import EXPORT_GROUP, PERSIST_GROUP, KafkaConfig
 from runstream._errors import TransportError
 from runstream.consumers._decode import DecodedBatch, decode_batch
 from runstream.consumers._health import ConsumerHealth
@@ -56,6 +56,16 @@ class LoopOptions:
     commit_interval: float = 1.0
     client_id: str = "runstream"
     auto_offset_reset: str = "earliest"
+
+    @classmethod
+    def persist(cls, group_id: str = PERSIST_GROUP) -> LoopOptions:
+        """The persist service's: offsets committed at most every second."""
+        return cls(group_id=group_id, client_id="runstream-persist")
+
+    @classmethod
+    def export(cls, group_id: str = EXPORT_GROUP) -> LoopOptions:
+        """The export service's: it rebuilds from PostgreSQL on start, so it commits rarely."""
+        return cls(group_id=group_id, client_id="runstream-export", commit_interval=5.0)
 
 
 class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -24,7 +24,6 @@ from runstream.consumers._store import EventStore, create_staging_tables
 from runstream.schemas import default_codec
 
 log = logging.getLogger("runstream.consumers")
-PERSIST_GROUP = "runstream-persist"
 
 
 class PersistSink:
@@ -70,7 +69,7 @@ class PersistService:
         registry: CollectorRegistry,
         options: LoopOptions | None = None,
     ) -> None:
-        self.options = options or LoopOptions(group_id=PERSIST_GROUP, client_id="runstream-persist")
+        self.options = options or LoopOptions.persist()
         self.health = ConsumerHealth(registry)
         self._database = Database(database, init=create_staging_tables)
         self._dlq = DeadLetterQueue(kafka, timeout=self.options.kafka_timeout)

@@ -55,9 +55,9 @@ def new_run_id() -> str:
 
 
 def launcher_run_id(env: Mapping[str, str]) -> str | None:
-    """The run id a launcher implies (`RUNSTREAM_RUN_ID` first, then the job ids above)."""
-    if env.get("RUNSTREAM_RUN_ID"):
-        return env["RUNSTREAM_RUN_ID"]
+    """The run id a distributed launcher's job id implies (3. above); `RUNSTREAM_RUN_ID` (2.)
+    is read with the other settings, by `runstream._settings`.
+    """
     for variable in _JOB_IDS:
         value = env.get(variable, "")
         if value and value != "none":

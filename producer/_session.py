@@ -69,7 +69,7 @@ def _open(
     env = os.environ
     rank, world_size, local_rank = ranks_from(env)
     context = RunContext(
-        run_id=run_id or launcher_run_id(env) or new_run_id(),
+        run_id=run_id or settings.run_id or launcher_run_id(env) or new_run_id(),
         experiment=experiment or settings.experiment,
         rank=rank,
         world_size=world_size,
@@ -93,7 +93,14 @@ def get_run() -> Run:
     """
     global _current  # noqa: PLW0603 - one run per process, like Azure's context
     if _current is None or _current.finished is not None:
-        if launcher_run_id(os.environ) is None:
+        if _configured_run_id() is None:
             logger.warning("no run configured (RUNSTREAM_RUN_ID unset): logging to a new local run")
         _current = start_run()
     return _current
+
+
+def _configured_run_id() -> str | None:
+    """The run id `RUNSTREAM_RUN_ID` or a launcher's job id names, if any."""
+    from runstream._settings import Settings  # noqa: PLC0415 - entry point reads the environment
+
+    return Settings().run_id or launcher_run_id(os.environ)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from runstream import _local
 from runstream._errors import ConfigError
 
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -19,14 +20,43 @@ _TLS_FILES = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
 _COURIERS = ("process", "thread")
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
+PERSIST_GROUP = "runstream-persist"
+"""The persist service's consumer group (RUNSTREAM_PERSIST_GROUP overrides it)."""
+EXPORT_GROUP = "runstream-export"
+"""The export service's consumer group (RUNSTREAM_EXPORT_GROUP overrides it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """host:port of something that listens (an HTTP endpoint, a broker)."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, name: str = "address") -> Address:
+        """Parse `host:port` or `[v6]:port` (an empty host is the loopback); raise `ConfigError`
+        naming `name` otherwise.
+        """
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"{name}={text!r}: expected host:port")
+        return cls(host.strip("[]") or _local.HOST, int(port))
+
+    @property
+    def url(self) -> str:
+        """`http://host:port`; a wildcard bind (0.0.0.0, ::) is reached on the loopback."""
+        host = _local.HOST if self.host in ("", "0.0.0.0", "::") else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
 
 @dataclass(frozen=True, slots=True)
 class KafkaConfig:
     """Where the events go and how to reach the brokers."""
 
-    bootstrap_servers: str = "127.0.0.1:19092"
-    topic: str = "runstream.events"
-    dlq_topic: str = "runstream.events.dlq"
+    bootstrap_servers: str = _local.BOOTSTRAP_SERVERS
+    topic: str = _local.TOPIC
+    dlq_topic: str = _local.DLQ_TOPIC
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -144,10 +174,7 @@ class DatabaseConfig:
     The URL is never shown by `repr` nor put in an error message.
     """
 
-    url: str = field(
-        default="postgresql://runstream_writer:runstream-writer-local@127.0.0.1:15432/runstream",
-        repr=False,
-    )
+    url: str = field(default=_local.database_url(_local.WRITER_ROLE), repr=False)
     min_connections: int = 1
     max_connections: int = 4
 

@@ -12,10 +12,19 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from runstream._config import DatabaseConfig, KafkaConfig, ProducerConfig
+from runstream import _local
+from runstream._config import (
+    EXPORT_GROUP,
+    PERSIST_GROUP,
+    DatabaseConfig,
+    KafkaConfig,
+    ProducerConfig,
+)
 
-_LOCAL_WRITER = "postgresql://runstream_writer:runstream-writer-local@127.0.0.1:15432/runstream"
-_LOCAL_READER = "postgresql://runstream_reader:runstream-reader-local@127.0.0.1:15432/runstream"
+# Each default is declared once: by the frozen config it ends up in, or by `runstream._local`.
+_KAFKA = KafkaConfig()
+_PRODUCER = ProducerConfig()
+_LOCAL_READER = _local.database_url(_local.READER_ROLE)
 
 
 class Settings(BaseSettings):
@@ -24,10 +33,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RUNSTREAM_", frozen=True, extra="ignore")
 
     # Kafka
-    bootstrap_servers: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers")
-    topic: str = Field("runstream.events", description="Topic the events travel on")
-    dlq_topic: str = Field("runstream.events.dlq", description="Dead-letter topic")
-    kafka_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_SSL…")
+    bootstrap_servers: str = Field(_KAFKA.bootstrap_servers, description="Kafka bootstrap servers")
+    topic: str = Field(_KAFKA.topic, description="Topic the events travel on")
+    dlq_topic: str = Field(_KAFKA.dlq_topic, description="Dead-letter topic")
+    kafka_security_protocol: str = Field(
+        _KAFKA.security_protocol, description="PLAINTEXT, SSL, SASL_SSL…"
+    )
     kafka_sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256/512")
     kafka_sasl_username: str | None = Field(None, description="SASL user")
     kafka_sasl_password: SecretStr | None = Field(None, description="SASL password")
@@ -35,30 +46,37 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: str | None = Field(None, description="Client certificate for Kafka TLS")
     kafka_ssl_keyfile: str | None = Field(None, description="Client key for Kafka TLS")
     # PostgreSQL
-    database_url: SecretStr = Field(SecretStr(_LOCAL_WRITER), description="Writer role URL")
+    database_url: SecretStr = Field(SecretStr(DatabaseConfig().url), description="Writer role URL")
     database_read_url: SecretStr = Field(SecretStr(_LOCAL_READER), description="Read-only URL")
     # Training side
     experiment: str = Field("default", description="Experiment of runs started without one")
     run_id: str | None = Field(None, description="Run every process (and rank) joins")
     run_name: str | None = Field(None, description="Display name of the run")
-    spool_dir: Path = Field(Path.home() / ".runstream" / "spool", description="Write-ahead spool")
-    flush_interval: float = Field(0.05, description="Seconds between spool flushes (≤ 1)")
-    heartbeat_interval: float = Field(10.0, description="Seconds between heartbeats")
+    spool_dir: Path = Field(_PRODUCER.spool_dir, description="Write-ahead spool")
+    flush_interval: float = Field(
+        _PRODUCER.flush_interval, description="Seconds between spool flushes (≤ 1)"
+    )
+    heartbeat_interval: float = Field(
+        _PRODUCER.heartbeat_interval, description="Seconds between heartbeats"
+    )
     close_timeout: float = Field(
-        10.0, description="Seconds closing a run waits for Kafka; the rest stays in the spool"
+        _PRODUCER.close_timeout,
+        description="Seconds closing a run waits for Kafka; the rest stays in the spool",
     )
     system_metrics_interval: float = Field(
-        0.0, description="Seconds between CPU/memory/GPU samples (0: off)"
+        _PRODUCER.system_metrics_interval,
+        description="Seconds between CPU/memory/GPU samples (0: off)",
     )
     courier: Literal["process", "thread"] = Field(
-        "process", description="Where Kafka sending runs: its own process, or a thread"
+        "process",  # ProducerConfig's default; Literal needs the value spelled here
+        description="Where Kafka sending runs: its own process, or a thread",
     )
     # Watchdog
     stall_after: float = Field(300.0, description="Seconds without progress before `stalled`")
     lost_after: float = Field(60.0, description="Seconds without heartbeat before `lost`")
     straggler_steps: int = Field(100, description="Steps behind the leading rank for a straggler")
     # Services
-    exporter_address: str = Field("127.0.0.1:19100", description="Bind address of /metrics")
+    exporter_address: str = Field(_local.EXPORTER_ADDRESS, description="Bind address of /metrics")
     finished_run_ttl: float = Field(600.0, description="Seconds a finished run stays on /metrics")
     # Local stack
     stack_dir: Path = Field(Path(".stack"), description="State folder of the local stack")
@@ -68,17 +86,33 @@ class Settings(BaseSettings):
         86400.0, description="Seconds a silent unfinished run stays on /metrics"
     )
     shutdown_timeout: float = Field(10.0, description="Seconds a service gets to finish on SIGTERM")
-    persist_group: str = Field("runstream-persist", description="Consumer group of persist")
-    export_group: str = Field("runstream-export", description="Consumer group of export")
-    stack_kafka_port: int = Field(19092, description="Local stack: Kafka client port")
-    stack_kafka_controller_port: int = Field(19093, description="Local stack: KRaft controller")
-    stack_postgres_port: int = Field(15432, description="Local stack: PostgreSQL port")
-    stack_prometheus_port: int = Field(19090, description="Local stack: Prometheus port")
-    stack_alertmanager_port: int = Field(19095, description="Local stack: Alertmanager port")
-    persist_health_address: str = Field("127.0.0.1:19101", description="Persist /metrics bind")
-    watchdog_health_address: str = Field("127.0.0.1:19102", description="Watchdog /metrics bind")
-    prometheus_url: str = Field("http://127.0.0.1:19090", description="Prometheus HTTP API")
-    alertmanager_url: str = Field("http://127.0.0.1:19095", description="Alertmanager HTTP API")
+    persist_group: str = Field(PERSIST_GROUP, description="Consumer group of persist")
+    export_group: str = Field(EXPORT_GROUP, description="Consumer group of export")
+    stack_kafka_port: int = Field(_local.KAFKA_PORT, description="Local stack: Kafka client port")
+    stack_kafka_controller_port: int = Field(
+        _local.KAFKA_CONTROLLER_PORT, description="Local stack: KRaft controller"
+    )
+    stack_postgres_port: int = Field(
+        _local.POSTGRES_PORT, description="Local stack: PostgreSQL port"
+    )
+    stack_prometheus_port: int = Field(
+        _local.PROMETHEUS_PORT, description="Local stack: Prometheus port"
+    )
+    stack_alertmanager_port: int = Field(
+        _local.ALERTMANAGER_PORT, description="Local stack: Alertmanager port"
+    )
+    persist_health_address: str = Field(
+        _local.PERSIST_HEALTH_ADDRESS, description="Persist /metrics bind"
+    )
+    watchdog_health_address: str = Field(
+        _local.WATCHDOG_HEALTH_ADDRESS, description="Watchdog /metrics bind"
+    )
+    prometheus_url: str = Field(
+        _local.http_url(_local.PROMETHEUS_PORT), description="Prometheus HTTP API"
+    )
+    alertmanager_url: str = Field(
+        _local.http_url(_local.ALERTMANAGER_PORT), description="Alertmanager HTTP API"
+    )
     database_admin_url: SecretStr | None = Field(None, description="Admin URL (local stack, tests)")
     stack_secure: bool = Field(
         False, description="Local stack: SASL_SSL Kafka, TLS-only PostgreSQL, random passwords"

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from runstream._config import KafkaConfig
+from runstream import _local
+from runstream._config import Address, KafkaConfig
 from runstream._errors import ConfigError
 from runstream.deploy.local._secure import (
     KAFKA_ADMIN_USER,
@@ -19,19 +20,12 @@ from runstream.deploy.local._secure import (
 if TYPE_CHECKING:
     from runstream._settings import Settings
 
-HOST = "127.0.0.1"
-DATABASE = "runstream"
-ADMIN_ROLE = "runstream_admin"
-ADMIN_PASSWORD = "runstream-admin-local"  # noqa: S105 - a well-known local-only password
-WRITER_ROLE = "runstream_writer"
-WRITER_PASSWORD = "runstream-writer-local"  # noqa: S105 - a well-known local-only password
-READER_ROLE = "runstream_reader"
-READER_PASSWORD = "runstream-reader-local"  # noqa: S105 - a well-known local-only password
-_LOCAL_PASSWORDS = {
-    ADMIN_ROLE: ADMIN_PASSWORD,
-    WRITER_ROLE: WRITER_PASSWORD,
-    READER_ROLE: READER_PASSWORD,
-}
+HOST = _local.HOST
+DATABASE = _local.DATABASE
+ADMIN_ROLE = _local.ADMIN_ROLE
+WRITER_ROLE = _local.WRITER_ROLE
+READER_ROLE = _local.READER_ROLE
+_LOCAL_PASSWORDS = _local.PASSWORDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,22 +53,22 @@ class StackConfig:
     """
 
     state_dir: Path = Path(".stack")
-    kafka_port: int = 19092
-    kafka_controller_port: int = 19093
-    postgres_port: int = 15432
-    prometheus_port: int = 19090
-    alertmanager_port: int = 19095
-    exporter_address: str = "127.0.0.1:19100"
-    persist_health_address: str = "127.0.0.1:19101"
-    watchdog_health_address: str = "127.0.0.1:19102"
-    topic: str = "runstream.events"
-    dlq_topic: str = "runstream.events.dlq"
+    kafka_port: int = _local.KAFKA_PORT
+    kafka_controller_port: int = _local.KAFKA_CONTROLLER_PORT
+    postgres_port: int = _local.POSTGRES_PORT
+    prometheus_port: int = _local.PROMETHEUS_PORT
+    alertmanager_port: int = _local.ALERTMANAGER_PORT
+    exporter_address: str = _local.EXPORTER_ADDRESS
+    persist_health_address: str = _local.PERSIST_HEALTH_ADDRESS
+    watchdog_health_address: str = _local.WATCHDOG_HEALTH_ADDRESS
+    topic: str = _local.TOPIC
+    dlq_topic: str = _local.DLQ_TOPIC
     secure: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())
         ports = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_port")]
-        ports += [_port_of(name, getattr(self, name)) for name in self._addresses()]
+        ports += [Address.parse(getattr(self, name), name).port for name in self._addresses()]
         for port in ports:
             if not 0 < port < 65536:
                 raise ConfigError(f"port {port}: expected 1..65535")
@@ -221,14 +215,4 @@ def _kafka_env(kafka: KafkaConfig) -> dict[str, str]:
 
 def http_url(address: str) -> str:
     """`http://host:port` for a bind address; a wildcard bind is reached on the loopback."""
-    host, _, port = address.rpartition(":")
-    if host in ("", "0.0.0.0", "::", "[::]"):
-        host = HOST
-    return f"http://{host}:{port}"
-
-
-def _port_of(name: str, address: str) -> int:
-    _, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"{name}={address!r}: expected host:port")
-    return int(port)
+    return Address.parse(address).url

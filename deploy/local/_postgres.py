@@ -2,6 +2,10 @@
 
 PostgreSQL refuses to run as root, so when the stack runs as root the cluster belongs to the
 system user `runstream-pg` (created on first use) and every server command runs through `runuser`.
+That user must be able to walk down to the cluster's folder. When the state folder sits where it
+cannot (a checkout in root's 0700 home), the cluster lives under `/var/lib/runstream/` instead, in
+a 0700 folder of its own named after the state folder, and `<state>/postgres` is a link to it: the
+home's permissions stay as they are, and `stack down --purge` removes both.
 
 The roles and their passwords are set over the server's unix socket, as SCRAM verifiers: the
 password itself never reaches the server (nor its log). A secure stack serves TCP with TLS only
@@ -10,9 +14,11 @@ password itself never reaches the server (nor its log). A secure stack serves TC
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -31,6 +37,8 @@ from runstream.deploy.local._secure import scram_sha_256_verifier, write_private
 from runstream.deploy.local._service import Service, StackError, fill, render
 
 OS_USER = "runstream-pg"
+OUTSIDE = Path("/var/lib/runstream")
+"""Where a cluster lives when its owner cannot enter the state folder."""
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes, the socket name adds ".s.PGSQL.<port>"
 _PROBE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _GRANTS = (  # converge on every `up` (one transaction): the reader reads, and nothing more
@@ -66,6 +74,19 @@ class PostgresServer(Service):
         return f"{HOST}:{self.config.postgres_port}"
 
     @property
+    def home(self) -> Path:
+        """`<state>/postgres`, or the folder it links to (the path the server is given)."""
+        link = self.config.state_dir / self.name
+        return link.resolve() if link.is_symlink() else link
+
+    def remove_outside_home(self) -> None:
+        """Delete the cluster's folder under `OUTSIDE`, if it has one (before a purge)."""
+        link = self.config.state_dir / self.name
+        if link.is_symlink():
+            shutil.rmtree(link.resolve(), ignore_errors=True)
+            link.unlink()
+
+    @property
     def data(self) -> Path:
         """The cluster's data folder."""
         return self.home / "data"
@@ -77,10 +98,10 @@ class PostgresServer(Service):
 
     def prepare(self) -> None:
         """Create the folders and the cluster on first use; write the server config."""
+        self._place_home()
         socket_dir = self.socket_dir
         if len(f"{socket_dir}/.s.PGSQL.{self.config.postgres_port}") > _SOCKET_PATH_MAX:
             raise self.fail(f"state folder path too long for a unix socket: {socket_dir}")
-        self._check_reachable()
         for folder in (self.home, socket_dir):
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(0o700)
@@ -140,14 +161,19 @@ class PostgresServer(Service):
         finally:
             await database.close()
 
-    def _check_reachable(self) -> None:
-        """The cluster's owner must be able to walk down to its folder."""
-        if os.geteuid() != 0:
+    def _place_home(self) -> None:
+        """Link `<state>/postgres` to a folder under `OUTSIDE` when its owner could not enter it."""
+        link = self.config.state_dir / self.name
+        if os.geteuid() != 0 or link.is_symlink() or _enterable(link.parent):
             return
-        for folder in self.home.parents:
-            mode = folder.stat().st_mode if folder.exists() else stat.S_IXOTH
-            if not mode & stat.S_IXOTH:
-                raise self.fail(f"{OS_USER} cannot enter {folder} (needs o+x); move the state")
+        if link.exists():
+            raise self.fail(f"{OS_USER} cannot enter {link.parent}; move the cluster in {link}")
+        digest = hashlib.sha256(str(self.config.state_dir).encode()).hexdigest()[:16]
+        outside = OUTSIDE / f"postgres-{digest}"
+        OUTSIDE.mkdir(mode=0o755, parents=True, exist_ok=True)
+        outside.mkdir(mode=0o700, exist_ok=True)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(outside, target_is_directory=True)
 
     def _maintenance_url(self) -> str:
         """The admin's URL for the `postgres` database, which exists from the start."""
@@ -218,6 +244,14 @@ class PostgresServer(Service):
         owner = pwd.getpwnam(ensure_os_user())
         for path in paths:
             os.chown(path, owner.pw_uid, owner.pw_gid)
+
+
+def _enterable(folder: Path) -> bool:
+    """Whether any user may walk down to `folder` (each existing ancestor has o+x)."""
+    for part in (folder, *folder.parents):
+        if part.exists() and not part.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
 
 
 def ensure_os_user() -> str:

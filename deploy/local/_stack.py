@@ -126,6 +126,7 @@ async def purge(config: StackConfig, progress: Progress | None = None) -> None:
     strangers = sorted(p.name for p in state.iterdir() if p.name not in ours)
     if not (state / _MARKER).exists() or strangers:
         raise StackError("stack", f"not deleting {state}: not only a stack's state {strangers}")
+    await asyncio.to_thread(PostgresServer(config).remove_outside_home)
     await asyncio.to_thread(shutil.rmtree, state)
     (progress or _quiet)("stack", f"deleted {state}", "done")
 
