@@ -10,7 +10,7 @@ from runstream.cli import app
 
 SECRET_WORDS = ("password", "token", "secret", "url")
 """Option names that would carry a secret (a database URL carries its password)."""
-ALLOWED = {("grafana", "push"): {"--url", "--prometheus-url"}}
+ALLOWED: dict[tuple[str, ...], set[str]] = {("grafana", "push"): {"--url", "--prometheus-url"}}
 """Options whose name matches but whose value is not secret: Grafana's and Prometheus' addresses."""
 
 
