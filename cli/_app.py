@@ -7,6 +7,7 @@ import typer
 from runstream.cli import (
     _consume,
     _db,
+    _delete,
     _export,
     _grafana,
     _launch,
@@ -17,6 +18,7 @@ from runstream.cli import (
     _watch,
 )
 from runstream.cli._format import unwrap
+from runstream.cli._groups import group_with_default
 
 app = typer.Typer(
     name="runstream",
@@ -36,7 +38,17 @@ app.command(
     no_args_is_help=True,
 )(_launch.run)
 app.command(name="watch", help=unwrap(_watch.watch.__doc__))(_watch.watch)
-app.command(name="runs", help=unwrap(_query.runs.__doc__))(_query.runs)
+runs_app = group_with_default("List runs (the default: `runstream runs [OPTIONS]`) or delete them.")
+runs_app.command(name="list", help=unwrap(_query.runs.__doc__))(_query.runs)
+runs_app.command(name="delete", help=unwrap(_delete.runs_delete.__doc__))(_delete.runs_delete)
+app.add_typer(runs_app, name="runs")
+experiments_app = typer.Typer(
+    help="Experiments: delete one with all its runs.", no_args_is_help=True
+)
+experiments_app.command(name="delete", help=unwrap(_delete.experiments_delete.__doc__))(
+    _delete.experiments_delete
+)
+app.add_typer(experiments_app, name="experiments")
 app.command(name="show", help=unwrap(_query.show.__doc__))(_query.show)
 app.command(name="metrics", help=unwrap(_export.metrics.__doc__))(_export.metrics)
 app.command(name="plot", help=unwrap(_plot.plot.__doc__))(_plot.plot)
