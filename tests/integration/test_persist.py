@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from runstream.consumers.testing import (
+from tests.harness import (
     EventFactory,
     Harness,
     Samples,

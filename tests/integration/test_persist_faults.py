@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from runstream.consumers.testing import (
+from runstream.deploy.local import StackConfig, StackEndpoints
+from runstream.deploy.local._config import ADMIN_ROLE
+from runstream.deploy.local._postgres import PostgresServer
+from tests.harness import (
     EventFactory,
     Harness,
     database_url,
@@ -22,9 +25,6 @@ from runstream.consumers.testing import (
     read_topic,
     scrape,
 )
-from runstream.deploy.local import StackConfig, StackEndpoints
-from runstream.deploy.local._config import ADMIN_ROLE
-from runstream.deploy.local._postgres import PostgresServer
 
 pytestmark = pytest.mark.slow
 

@@ -2,15 +2,14 @@
 
 Nothing here imitates Kafka or PostgreSQL. `EventFactory` encodes events as a producer session
 would; `ServiceProcess` runs `python -m runstream.cli consume …` as a child process (stopped by its
-pid) and reads the address it serves from its log; `create_database` makes a database of its own
-for one test.
+pid) and reads the address it serves from the file its `--address-file` names (written once the
+service listens); `create_database` makes a database of its own for one test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -33,8 +32,6 @@ from runstream._config import DatabaseConfig, KafkaConfig
 from runstream.consumers._migrate import upgrade
 from runstream.consumers._topics import delete_topics, ensure_topics
 from runstream.schemas import default_codec, kinds
-
-_SERVING = re.compile(r"serving /metrics on http://(\S+):(\d+)")
 
 
 def unique_name(prefix: str) -> str:
@@ -175,16 +172,20 @@ async def wait_until(
 
 
 class ServiceProcess:
-    """`python -m runstream.cli <args>` as a child process, with its output in `log_path`."""
+    """`python -m runstream.cli <args> --address-file …` as a child process, its output in
+    `log_path` and the address it serves in `log_path` with the suffix `.address`."""
 
     def __init__(self, args: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.address_file = log_path.with_suffix(".address")
         self.args = [sys.executable, "-m", "runstream.cli", *args]
+        self.args += ["--address-file", str(self.address_file)]
         self.env = {**os.environ, **env}
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServiceProcess:
         """Start the process (its log is appended to, so restarts keep one log)."""
+        self.address_file.unlink(missing_ok=True)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT
@@ -202,13 +203,11 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def metrics_url(self, timeout: float = 60.0) -> str:
-        """The /metrics URL the service reports serving (the latest start's)."""
+        """The /metrics URL the service reports serving (the latest start's address file)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = _SERVING.findall(self.log())
-            if found:
-                host, port = found[-1]
-                return f"http://{host}:{port}/metrics"
+            if self.address_file.exists():
+                return f"http://{self.address_file.read_text().strip()}/metrics"
             if self._process is not None and self._process.poll() is not None:
                 break
             time.sleep(0.1)
