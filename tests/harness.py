@@ -25,7 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from runstream._config import DatabaseConfig, KafkaConfig
@@ -131,6 +132,35 @@ async def read_topic(kafka: KafkaConfig, topic: str, *, count: int, within: floa
         return sorted(records, key=lambda r: (r.partition, r.offset))
     finally:
         await consumer.stop()
+
+
+async def end_offsets(kafka: KafkaConfig, topic: str) -> dict[int, int]:
+    """`{partition: end offset}` of `topic`: how many records each partition holds (ever)."""
+    admin = AIOKafkaAdminClient(**kafka.client_options())
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka.client_options())
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+async def committed_offsets(kafka: KafkaConfig, group: str) -> dict[int, int]:
+    """`{partition: committed offset}` of consumer group `group` on `kafka.topic`."""
+    admin = AIOKafkaAdminClient(**kafka.client_options())
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == kafka.topic}
 
 
 def database_url(url: str, database: str) -> str:
