@@ -15,15 +15,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import asyncpg
 
 from runstream._config import DatabaseConfig
 from runstream._settings import Settings
 from runstream.consumers import upgrade
-from runstream.consumers.testing import create_database, database_url, drop_database
+
+# The consumers' test harness lives with the tests, at the checkout's root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.harness import create_database, database_url, drop_database
 
 RUNS, METRICS = 1000, 20
 CHUNK = 10_000_000

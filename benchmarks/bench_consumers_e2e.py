@@ -37,7 +37,10 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 
 from runstream._settings import Settings
-from runstream.consumers.testing import Harness, scrape, wait_until
+
+# The consumers' test harness lives with the tests, at the checkout's root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.harness import Harness, scrape, wait_until
 
 _PARTITIONER = DefaultPartitioner()
 _WARM_UP = 5.0  # seconds for the training processes to start and the first batches to flow

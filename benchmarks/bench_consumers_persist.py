@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 from runstream._settings import Settings
-from runstream.consumers.testing import Harness, produce, scrape
 from runstream.schemas import default_codec
 from runstream.schemas._fast import MetricsWriter
+
+# The consumers' test harness lives with the tests, at the checkout's root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.harness import Harness, produce, scrape
 
 RUNS = 16
 

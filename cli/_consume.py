@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from prometheus_client import CollectorRegistry
@@ -21,12 +23,29 @@ if TYPE_CHECKING:
 app = typer.Typer(help="The consumers: persist, export and watchdog.", no_args_is_help=True)
 log = logging.getLogger("runstream.consumers")
 
+AddressFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--address-file",
+        help="Once /metrics listens, write its host:port and a newline to this file (atomically)",
+        dir_okay=False,
+    ),
+]
+
+
+def write_address(path: Path, host: str, port: int) -> None:
+    """Write `host:port` and a newline to `path` atomically: no file, or the whole line."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(f"{host}:{port}\n")
+    partial.replace(path)
+
 
 def _serve(
     service: Service,
     registry: CollectorRegistry,
     address: str,
     variable: str,
+    address_file: Path | None,
     extra: Callable[[], str] | None = None,
 ) -> None:
     """Serve `registry` on `address`, run `service` until SIGTERM/SIGINT, then stop serving."""
@@ -35,6 +54,8 @@ def _serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     endpoint = MetricsEndpoint(registry, Address.parse(address, variable), extra=extra)
     log.info("serving /metrics on http://%s:%d", endpoint.host, endpoint.port)
+    if address_file is not None:
+        write_address(address_file, endpoint.host, endpoint.port)
     try:
         asyncio.run(run_until_signalled(service, Settings().shutdown_timeout))
     finally:
@@ -42,7 +63,7 @@ def _serve(
 
 
 @app.command("persist")
-def persist_command() -> None:
+def persist_command(address_file: AddressFile = None) -> None:
     """Store every event in PostgreSQL (group runstream-persist); health on its own /metrics."""
     from runstream.consumers import LoopOptions, PersistService  # noqa: PLC0415
 
@@ -53,11 +74,11 @@ def persist_command() -> None:
         settings.kafka(), settings.database(), registry=registry, options=options
     )
     address = settings.persist_health_address
-    _serve(service.run, registry, address, "RUNSTREAM_PERSIST_HEALTH_ADDRESS")
+    _serve(service.run, registry, address, "RUNSTREAM_PERSIST_HEALTH_ADDRESS", address_file)
 
 
 @app.command("export")
-def export_command() -> None:
+def export_command(address_file: AddressFile = None) -> None:
     """Serve live run state as Prometheus series on RUNSTREAM_EXPORTER_ADDRESS (/metrics)."""
     from runstream.consumers import ExportService, LoopOptions  # noqa: PLC0415
 
@@ -74,11 +95,11 @@ def export_command() -> None:
     )
     address = settings.exporter_address
     render = service.collector.render
-    _serve(service.run, registry, address, "RUNSTREAM_EXPORTER_ADDRESS", render)
+    _serve(service.run, registry, address, "RUNSTREAM_EXPORTER_ADDRESS", address_file, render)
 
 
 @app.command("watchdog")
-def watchdog_command() -> None:
+def watchdog_command(address_file: AddressFile = None) -> None:
     """Mark runs stalled or lost and ranks straggling, as status events on the topic."""
     from runstream.consumers import RunWatchdog, WatchPolicy  # noqa: PLC0415
 
@@ -97,4 +118,4 @@ def watchdog_command() -> None:
         interval=settings.watchdog_interval,
     )
     address = settings.watchdog_health_address
-    _serve(service.run, registry, address, "RUNSTREAM_WATCHDOG_HEALTH_ADDRESS")
+    _serve(service.run, registry, address, "RUNSTREAM_WATCHDOG_HEALTH_ADDRESS", address_file)

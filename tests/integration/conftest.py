@@ -19,9 +19,9 @@ import pytest
 from aiokafka.admin import NewTopic
 
 from runstream._settings import Settings
-from runstream.consumers.testing import Harness
 from runstream.deploy import local
 from runstream.deploy.local._kafka import admin_client
+from tests.harness import Harness
 from tests.integration.support import Rows
 
 _HERE = Path(__file__).parent

@@ -27,6 +27,7 @@ import pytest
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream.deploy.local import StackEndpoints
 from runstream.producer import Run, RunContext
+from tests.ports import REFUSED
 
 RUNSTREAM = [sys.executable, "-m", "runstream.cli"]
 STEPS = 300
@@ -177,8 +178,8 @@ def test_plot_writes_a_png_that_is_not_blank(
 def test_a_database_that_does_not_answer_is_named_without_its_password(
     run_env: dict[str, str],
 ) -> None:
-    url = "postgresql://runstream_reader:do-not-print-me@127.0.0.1:9/runstream"
+    url = f"postgresql://runstream_reader:do-not-print-me@{REFUSED}/runstream"
     done = cli(run_env | {"RUNSTREAM_DATABASE_READ_URL": url}, "runs")
     assert done.returncode == 4
-    assert "runstream_reader@127.0.0.1:9/runstream" in done.stderr
+    assert f"runstream_reader@{REFUSED}/runstream" in done.stderr
     assert "do-not-print-me" not in done.stderr + done.stdout

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 import random
 
-from runstream.consumers.testing import EventFactory, Harness, produce, read_topic, scrape
 from runstream.schemas import FILE_MAX, kinds
+from tests.harness import EventFactory, Harness, produce, read_topic, scrape
 
 
 def corpus(run: EventFactory) -> list[tuple[bytes, str]]:

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 
-from runstream.consumers.testing import (
+from runstream.consumers._topics import delete_topics, ensure_topics
+from runstream.deploy.local import StackEndpoints
+from tests.harness import (
     EventFactory,
     Harness,
     Samples,
     produce,
-    scrape,
     scrape_until,
     wait_until,
 )
-from runstream.deploy.local import StackEndpoints
 
 
 def series(page: Samples, name: str, **match: str) -> dict[tuple[str, ...], float]:
@@ -61,34 +63,39 @@ async def test_exporter_shows_last_value_step_status_and_liveness_per_rank(
     assert set(series(page, "runstream_run_step", run_id=ranks[0].run_id).values()) == {49.0}
     heartbeats = series(page, "runstream_run_last_heartbeat_timestamp_seconds")
     assert len(heartbeats) == 2
-    assert page["runstream_consumer_events_total"]
+    events = {labels["kind"]: value for labels, value in page["runstream_consumer_events_total"]}
+    assert events == {"run_started": 1.0, "metrics": 100.0}
 
 
 async def test_finished_runs_leave_after_the_ttl(harness: Harness) -> None:
-    export = harness.service("export", RUNSTREAM_FINISHED_RUN_TTL="2").start()
+    ttl = 3.0
+    export = harness.service("export", RUNSTREAM_FINISHED_RUN_TTL=str(ttl)).start()
     done, live = EventFactory(f"done-{harness.suffix}"), EventFactory(f"live-{harness.suffix}")
-    await produce(
-        harness.kafka,
-        [
-            (done.key, done.metrics(1, {"loss": 1.0})),
-            (done.key, done.rank_finished("completed")),
-            (live.key, live.metrics(1, {"loss": 1.0})),
-        ],
-    )
     url = export.metrics_url()
 
-    def both_runs(page: Samples) -> bool:
-        return len(page.get("runstream_run_info", [])) == 2
+    def runs(page: Samples) -> dict[str, str]:
+        info = page.get("runstream_run_info", [])
+        return {labels["run_id"]: labels["status"] for labels, _ in info}
 
-    assert await scrape_until(url, both_runs, within=60)
+    await produce(harness.kafka, [(live.key, live.metrics(1, {"loss": 1.0}))])
+    page = await scrape_until(url, lambda page: live.run_id in runs(page), within=60)
+    assert runs(page) == {live.run_id: "running"}, "the exporter consumes before the run ends"
 
-    def only_live(page: Samples) -> bool:
-        runs = {labels["run_id"] for labels, _ in page.get("runstream_run_info", [])}
-        return runs == {live.run_id}
+    before = time.time()
+    finished = [(done.key, done.metrics(1, {"loss": 1.0})), (done.key, done.rank_finished())]
+    await produce(harness.kafka, finished)
+    after = time.time()
+    both = {done.run_id: "completed", live.run_id: "running"}
+    page = await scrape_until(url, lambda page: runs(page) == both, within=ttl)
+    assert runs(page) == both, "a finished run is shown until its TTL"
 
-    page = await scrape_until(url, only_live, within=30)
-    assert only_live(page)
+    page = await scrape_until(url, lambda page: done.run_id not in runs(page), within=3 * ttl)
+    gone = time.time()
+    assert runs(page) == {live.run_id: "running"}
     assert {labels["run_id"] for labels, _ in page["runstream_metric_value"]} == {live.run_id}
+    # It ended between `before` and `after`; it leaves at the first one-second eviction tick
+    # past the TTL, seen within a scrape poll.
+    assert before + ttl < gone < after + ttl + 1.0 + 0.5, (gone - before, after - before)
 
 
 async def test_restarted_exporter_rebuilds_live_runs_from_postgres(harness: Harness) -> None:
@@ -104,15 +111,27 @@ async def test_restarted_exporter_rebuilds_live_runs_from_postgres(harness: Harn
         }
 
     assert shows_last_step(await scrape_until(first.metrics_url(), shows_last_step, within=60))
-    await asyncio.sleep(6)  # past the exporter's commit interval: nothing left to replay
     first.stop()
 
-    second = harness.service("export").start()
-    page = await asyncio.to_thread(scrape, second.metrics_url())
-    assert shows_last_step(page), "rebuilt before consuming anything"
-    assert series(page, "runstream_metric_value", metric="loss") == {
-        ("tests", "0", run.run_id): 1.9
-    }
+    # The second exporter reads a topic that holds nothing: what it shows came from PostgreSQL.
+    empty = replace(
+        harness.kafka,
+        topic=f"{harness.kafka.topic}.empty",
+        dlq_topic=f"{harness.kafka.topic}.empty.dlq",
+    )
+    await ensure_topics(empty, partitions=1)
+    try:
+        second = harness.service(
+            "export", RUNSTREAM_TOPIC=empty.topic, RUNSTREAM_DLQ_TOPIC=empty.dlq_topic
+        ).start()
+        page = await scrape_until(second.metrics_url(), shows_last_step, within=30)
+        assert shows_last_step(page), second.log()[-3000:]
+        assert series(page, "runstream_metric_value", metric="loss") == {
+            ("tests", "0", run.run_id): 1.9
+        }
+        assert "rebuilt 1 runs from PostgreSQL" in second.log()
+    finally:
+        await delete_topics(empty, [empty.topic, empty.dlq_topic])
 
 
 _TRAINING = """

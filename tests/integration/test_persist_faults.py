@@ -14,30 +14,31 @@ from pathlib import Path
 
 import pytest
 
-from runstream.consumers.testing import (
-    EventFactory,
-    Harness,
-    database_url,
-    produce,
-    read_topic,
-    scrape,
-)
 from runstream.deploy.local import StackConfig, StackEndpoints
 from runstream.deploy.local._config import ADMIN_ROLE
 from runstream.deploy.local._postgres import PostgresServer
+from tests.harness import (
+    EventFactory,
+    Harness,
+    database_url,
+    end_offsets,
+    produce,
+    scrape,
+)
 
 pytestmark = pytest.mark.slow
 
 
 async def stream(
-    harness: Harness, runs: list[EventFactory], per_run: int, chunk: int = 2000
+    harness: Harness, runs: list[EventFactory], per_run: int, chunk: int, pause: float
 ) -> None:
-    """Produce `per_run` single-value Metrics events for each run, chunk by chunk."""
+    """Produce `per_run` single-value Metrics events for each run, chunk by chunk, `pause`
+    seconds apart (so that faults land while events still flow)."""
     for start in range(0, per_run, chunk):
         steps = range(start, min(start + chunk, per_run))
         messages = [(r.key, r.metrics(s, {"loss": s * 0.5})) for s in steps for r in runs]
         await produce(harness.kafka, messages)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(pause)
 
 
 async def assert_exactly_once(harness: Harness, runs: list[EventFactory], per_run: int) -> None:
@@ -54,12 +55,15 @@ async def test_persist_killed_five_times_over_200k_events_stores_each_once(
     harness: Harness,
 ) -> None:
     runs = [EventFactory(f"kill5-{harness.suffix}-{n}") for n in range(8)]
-    producing = asyncio.create_task(stream(harness, runs, 25_000))
+    # A killed member holds its partitions for the group's session timeout (10 s), so five kills
+    # take about a minute: the stream lasts longer than that.
+    producing = asyncio.create_task(stream(harness, runs, 25_000, chunk=1000, pause=2.6))
     persist = harness.service("persist").start()
     for kill in range(1, 6):
         query = f"SELECT count(*) >= {kill * 30_000} FROM metrics"
         reached = await harness.wait_for_rows(query, True, within=180)
         assert reached, persist.log()[-3000:]
+        assert not producing.done(), f"kill {kill} lands while events still flow"
         persist.kill()
         persist = harness.service("persist").start()
     await producing
@@ -72,10 +76,12 @@ async def test_consumers_added_and_killed_while_events_flow_store_each_once(
     runs = [EventFactory(f"group-{harness.suffix}-{n}") for n in range(8)]
     harness.service("persist").start()
     second = harness.service("persist").start()
-    producing = asyncio.create_task(stream(harness, runs, 10_000, chunk=500))
-    await harness.wait_for_rows("SELECT count(*) > 15000 FROM metrics", True, within=120)
+    producing = asyncio.create_task(stream(harness, runs, 10_000, chunk=500, pause=0.6))
+    assert await harness.wait_for_rows("SELECT count(*) > 15000 FROM metrics", True, within=120)
+    assert not producing.done(), "the third consumer joins while events still flow"
     harness.service("persist").start()
-    await harness.wait_for_rows("SELECT count(*) > 35000 FROM metrics", True, within=120)
+    assert await harness.wait_for_rows("SELECT count(*) > 35000 FROM metrics", True, within=120)
+    assert not producing.done(), "the second consumer dies while events still flow"
     second.kill()
     await producing
     await assert_exactly_once(harness, runs, 10_000)
@@ -145,9 +151,10 @@ async def test_postgres_stopped_for_20s_loses_and_dead_letters_nothing(
     harness = outage_harness
     runs = [EventFactory(f"outage-{harness.suffix}-{n}") for n in range(4)]
     persist = harness.service("persist").start()
-    producing = asyncio.create_task(stream(harness, runs, 10_000, chunk=250))
-    await harness.wait_for_rows("SELECT count(*) > 5000 FROM metrics", True, within=120)
+    producing = asyncio.create_task(stream(harness, runs, 10_000, chunk=250, pause=0.2))
+    assert await harness.wait_for_rows("SELECT count(*) > 5000 FROM metrics", True, within=120)
 
+    assert not producing.done(), "PostgreSQL stops while events still flow"
     await asyncio.to_thread(_stop, private_postgres)
     await asyncio.sleep(20)
     page = await asyncio.to_thread(scrape, persist.metrics_url())
@@ -157,5 +164,5 @@ async def test_postgres_stopped_for_20s_loses_and_dead_letters_nothing(
     await assert_exactly_once(harness, runs, 10_000)
     assert page["runstream_consumer_paused"] == [({}, 1.0)]
     assert page["runstream_consumer_database_errors_total"][0][1] > 0
-    letters = await read_topic(harness.kafka, harness.kafka.dlq_topic, count=1, within=5)
-    assert letters == []
+    dead_letters = await end_offsets(harness.kafka, harness.kafka.dlq_topic)
+    assert dead_letters == {0: 0}, "the dead-letter topic never received a record"

@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -293,24 +295,33 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-async def test_trainer_killed_with_sigkill_then_sync_stores_every_event_once(
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port from the OS that refuses connections: bound, never listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+async def test_trainer_killed_while_the_broker_refuses_then_sync_stores_every_event_once(
     stack: StackEndpoints, run_env: dict[str, str], admin_db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     run_id = f"sdk-killed-{uuid.uuid4().hex[:8]}"
     spool = tmp_path / "spool"
-    env = {
-        **run_env,
-        "RUNSTREAM_SPOOL_DIR": str(spool),
-        "RUNSTREAM_BOOTSTRAP_SERVERS": "127.0.0.1:9",
-    }
-    killed = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-c", _KILLED_TRAINER, run_id],
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-    )
+    with refused_port() as port:
+        env = {
+            **run_env,
+            "RUNSTREAM_SPOOL_DIR": str(spool),
+            "RUNSTREAM_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+        }
+        killed = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", _KILLED_TRAINER, run_id],
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+        )
     assert killed.returncode == -signal.SIGKILL
     [courier] = [int(pid) for pid in killed.stdout.split()]
     _, alive = await asyncio.to_thread(psutil.wait_procs, [psutil.Process(courier)], 5)
@@ -325,6 +336,102 @@ async def test_trainer_killed_with_sigkill_then_sync_stores_every_event_once(
     assert count == 20_001
     again = await asyncio.to_thread(sync, spool, run_env)
     assert "delivered 0 events" in again.stderr
+
+
+_TRAINING_LOOP = """
+import sys, time
+from runstream.producer import start_run
+run = start_run(experiment="sdk-tests", run_id=sys.argv[1])
+step = 0
+while True:
+    for name in range(10):
+        run.log(f"m{name}", float(step), step=step)
+    print(step, time.monotonic(), flush=True)  # run.log returned for every value of this step
+    step += 1
+    time.sleep(0.002)
+"""
+
+
+async def reported_steps(stdout: asyncio.StreamReader, into: list[tuple[int, float]]) -> None:
+    """Collect the trainer's `step monotonic-time` lines until its stdout closes."""
+    while line := await stdout.readline():
+        step, when = line.split()
+        into.append((int(step), float(when)))
+
+
+async def settled_count(admin_db: asyncpg.Connection, run_id: str) -> int:
+    """The run's metric rows once persist has stopped adding any for a second."""
+    last = -1
+    while (count := await admin_db.fetchval(_RUN_ROWS, run_id)) != last:
+        last = count
+        await asyncio.sleep(1.0)
+    return int(count)
+
+
+_RUN_ROWS = "SELECT count(*) FROM metrics WHERE run_id = $1"
+
+
+async def test_trainer_killed_mid_loop_loses_at_most_a_flush_interval_and_the_next_start_delivers(
+    stack: StackEndpoints, run_env: dict[str, str], admin_db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """SIGKILL from outside while the trainer logs against the live broker: what it logged up to
+    a flush interval before the kill is stored once, part of it only after the next trainer on
+    the same spool started (no `runstream sync`)."""
+    flush_interval = ProducerConfig(kafka=KafkaConfig()).flush_interval
+    run_id = f"sdk-killed-{uuid.uuid4().hex[:8]}"
+    env = {**run_env, "RUNSTREAM_SPOOL_DIR": str(tmp_path / "spool")}
+    trainer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _TRAINING_LOOP, run_id, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    assert trainer.stdout is not None
+    steps: list[tuple[int, float]] = []
+    reading = asyncio.create_task(reported_steps(trainer.stdout, steps))
+    assert await wait_for_count(admin_db, _RUN_ROWS, run_id, expected=2000) >= 2000
+    [courier] = psutil.Process(trainer.pid).children()
+    # The courier stops taking from the spool: what the trainer logs from now on stays on disk.
+    courier.suspend()
+    await asyncio.sleep(5 * flush_interval)
+    assert trainer.returncode is None, "killed in the middle of its loop"
+    killed_at = time.monotonic()
+    os.kill(trainer.pid, signal.SIGKILL)
+    courier.kill()
+    assert await trainer.wait() == -signal.SIGKILL
+    await reading
+    delivered_before = await settled_count(admin_db, run_id)
+    # Every step reported a flush interval before the kill was on disk (one more interval is
+    # allowed for a round that started late on the busy cores).
+    safe = max(step for step, when in steps if when < killed_at - 2 * flush_interval)
+    logged = steps[-1][0] + 1  # the step being logged at the kill may be partly stored
+
+    second = f"sdk-next-{uuid.uuid4().hex[:8]}"
+    next_start = textwrap.dedent(_NEXT_START)
+    finished = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", next_start, second], env=env, check=False
+    )
+    assert finished.returncode == 0
+    stored = await wait_for_count(admin_db, _RUN_ROWS, run_id, expected=10 * (safe + 1))
+    rows = await admin_db.fetch(
+        "SELECT step, count(*) AS names, count(DISTINCT name) AS distinct_names FROM metrics"
+        " WHERE run_id = $1 GROUP BY step ORDER BY step",
+        run_id,
+    )
+    kept = [r["step"] for r in rows]
+    assert kept == list(range(len(kept))), "a prefix of the loop, no gap"
+    assert safe < len(kept) <= logged + 1, (safe, len(kept), logged)
+    assert all(r["names"] == r["distinct_names"] for r in rows), "each value stored once"
+    assert all(r["names"] == 10 for r in rows[:-1]), "only the last step may be partial"
+    assert delivered_before < stored, "part of the run reached Kafka only from the next start"
+    assert [p.name for p in (tmp_path / "spool").iterdir() if not p.name.startswith(".")] == []
+
+
+_NEXT_START = """
+import sys, time
+from runstream.producer import start_run
+with start_run(experiment="sdk-tests", run_id=sys.argv[1]) as run:
+    for step in range(20):
+        run.log("loss", 1.0, step=step)
+        time.sleep(0.1)
+"""
 
 
 _RANK = """

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from runstream.consumers.testing import (
+from tests.harness import (
     EventFactory,
     Harness,
     Samples,

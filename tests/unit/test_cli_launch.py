@@ -18,6 +18,7 @@ from runstream.cli._launch import child_env
 from runstream.producer import Run, RunContext
 from runstream.producer._spool import SpoolFolder, SpoolReader
 from runstream.schemas import default_codec, kinds
+from tests.ports import REFUSED
 
 RUNSTREAM = [sys.executable, "-m", "runstream.cli"]
 
@@ -39,7 +40,7 @@ def bodies(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def offline(tmp_path: Path) -> ProducerConfig:
     return ProducerConfig(
-        kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path / "spool"
+        kafka=KafkaConfig(bootstrap_servers=REFUSED), spool_dir=tmp_path / "spool"
     )
 
 
@@ -87,7 +88,7 @@ def test_with_kafka_away_the_launcher_still_exits_like_its_command_and_keeps_the
     spool = tmp_path / "spool"
     env = {
         **os.environ,
-        "RUNSTREAM_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+        "RUNSTREAM_BOOTSTRAP_SERVERS": REFUSED,
         "RUNSTREAM_SPOOL_DIR": str(spool),
         "RUNSTREAM_CLOSE_TIMEOUT": "0.2",
     }
@@ -101,7 +102,7 @@ def test_with_kafka_away_the_launcher_still_exits_like_its_command_and_keeps_the
         check=False,
     )
     assert done.returncode == 3, done.stderr
-    assert "Kafka at 127.0.0.1:9" in done.stderr
+    assert f"Kafka at {REFUSED}" in done.stderr
     assert "runstream sync" in done.stderr
     events = spooled_events(spool)
     final = bodies(events, kinds.STATUS)[-1]

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -18,13 +19,15 @@ from runstream._config import KafkaConfig, ProducerConfig
 from runstream.producer import Run, RunContext
 from runstream.producer._courier import RepeatFilter
 from runstream.producer._shipper import Shipper, _CourierProcess
-from runstream.schemas import kinds
+from runstream.producer._spool import SegmentCursor, SpoolFolder
+from runstream.schemas import default_codec, kinds
+from tests.ports import REFUSED, blackholed
 from tests.unit.test_producer_lifecycle import spooled_events
 
 
 @pytest.fixture
 def run(tmp_path: Path) -> Iterator[Run]:
-    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path)
+    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers=REFUSED), spool_dir=tmp_path)
     handle = Run(RunContext(run_id="unit-run", experiment="unit"), config)
     yield handle
     handle.close(timeout=0.5)
@@ -76,7 +79,7 @@ def test_non_finite_values_are_accepted(run: Run) -> None:
 
 
 def test_implicit_steps_count_per_name(tmp_path: Path) -> None:
-    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path)
+    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers=REFUSED), spool_dir=tmp_path)
     run = Run(RunContext(run_id="steps", experiment="unit"), config)
     run.log("a", 1.0)
     run.log("a", 2.0)
@@ -96,7 +99,7 @@ def test_implicit_steps_count_per_name(tmp_path: Path) -> None:
 def test_spool_full_drops_are_counted_and_reported(tmp_path: Path) -> None:
     errors: list[BaseException] = []
     config = ProducerConfig(
-        kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"),
+        kafka=KafkaConfig(bootstrap_servers=REFUSED),
         spool_dir=tmp_path,
         spool_max_bytes=20_000,
     )
@@ -143,7 +146,7 @@ def test_plot_without_savefig_is_refused(run: Run) -> None:
 
 
 def test_close_with_a_dead_broker_returns_and_says_what_is_left(tmp_path: Path) -> None:
-    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path)
+    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers=REFUSED), spool_dir=tmp_path)
     run = Run(RunContext(run_id="dead-broker", experiment="unit"), config)
     for step in range(100):
         run.log("loss", 1.0, step=step)
@@ -158,7 +161,7 @@ def test_close_with_a_dead_broker_returns_and_says_what_is_left(tmp_path: Path) 
 
 def test_a_full_memory_queue_spills_to_disk_and_loses_nothing(tmp_path: Path) -> None:
     config = ProducerConfig(
-        kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path, memory_events=10
+        kafka=KafkaConfig(bootstrap_servers=REFUSED), spool_dir=tmp_path, memory_events=10
     )
     run = Run(RunContext(run_id="spill", experiment="unit"), config)
     for step in range(5_000):
@@ -172,9 +175,77 @@ def test_a_full_memory_queue_spills_to_disk_and_loses_nothing(tmp_path: Path) ->
     assert steps == list(range(5_000)), "in order, none lost, none twice"
 
 
+def metrics_on_disk(spool: Path) -> int:
+    """Metrics events in the spool's segments, read without moving or removing anything."""
+    count = 0
+    for path in spool.iterdir():
+        folder = SpoolFolder(path)
+        for segment in folder.segments():
+            cursor = SegmentCursor(segment)
+            while True:
+                end, frames = folder.read_from(cursor, 1024**2)
+                if not frames:
+                    break
+                decoded = (default_codec().decode(value) for _, value in frames)
+                count += sum(e["body"][0] == kinds.METRICS for e in decoded)
+                cursor = SegmentCursor(segment, end)
+    return count
+
+
+@pytest.mark.parametrize("courier", ["process", "thread"])
+def test_log_never_waits_on_a_blackholed_broker(
+    tmp_path: Path, courier: Literal["process", "thread"]
+) -> None:
+    """Guarantee 1: the broker accepts connections and never answers; the queue spills to disk
+    in the caller's thread. No `log()` waits: any wait on Kafka lasts a request timeout (seconds),
+    while the slowest call here is bounded by ten flush intervals (0.5 s). That leaves room for
+    what a busy 2-core host does to any call (10-60 ms seen, as against a refused port)."""
+    with blackholed() as address:
+        config = ProducerConfig(
+            kafka=KafkaConfig(bootstrap_servers=address),
+            spool_dir=tmp_path,
+            memory_events=10_000,
+            courier=courier,
+        )
+        run = Run(RunContext(run_id=f"blackholed-{courier}", experiment="unit"), config)
+        try:
+            slowest = 0.0
+            for step in range(200_000):
+                started = time.perf_counter()
+                run.log("loss", 1.0, step=step)
+                slowest = max(slowest, time.perf_counter() - started)
+            assert slowest < 10 * config.flush_interval, f"a log() took {slowest * 1e3:.1f} ms"
+            assert not run.flush(timeout=0.1), "nothing is acknowledged: the broker is silent"
+        finally:
+            run.close(timeout=0.2)
+
+
+def test_memory_holds_at_most_memory_events_while_the_broker_is_silent(tmp_path: Path) -> None:
+    """Logged faster than a flush interval, all but `memory_events` events are already on disk:
+    the caller spilled them; memory never held more."""
+    memory = 1_000
+    with blackholed() as address:
+        config = ProducerConfig(
+            kafka=KafkaConfig(bootstrap_servers=address),
+            spool_dir=tmp_path,
+            memory_events=memory,
+            flush_interval=1.0,
+        )
+        run = Run(RunContext(run_id="bounded", experiment="unit"), config)
+        try:
+            started = time.monotonic()
+            for step in range(5 * memory):
+                run.log("loss", 1.0, step=step)
+            assert time.monotonic() - started < config.flush_interval / 2, "within one round"
+            assert metrics_on_disk(tmp_path) >= 5 * memory - memory
+        finally:
+            run.close(timeout=0.2)
+    assert metrics_on_disk(tmp_path) == 5 * memory, "closing wrote the rest"
+
+
 def test_kafka_problems_in_the_courier_reach_the_callback_and_the_counter(tmp_path: Path) -> None:
     errors: list[BaseException] = []
-    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path)
+    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers=REFUSED), spool_dir=tmp_path)
     context = RunContext(run_id="courier-errors", experiment="unit")
     run = Run(context, config, on_error=errors.append)
     run.log("loss", 1.0)
@@ -201,7 +272,7 @@ def record_calls(monkeypatch: pytest.MonkeyPatch, owner: type, method: str) -> l
 
 def offline_run(tmp_path: Path, run_id: str, flush_interval: float) -> Run:
     """A run whose broker is a closed port: everything it logs stays in its spool."""
-    kafka = KafkaConfig(bootstrap_servers="127.0.0.1:9")
+    kafka = KafkaConfig(bootstrap_servers=REFUSED)
     config = ProducerConfig(kafka=kafka, spool_dir=tmp_path, flush_interval=flush_interval)
     return Run(RunContext(run_id=run_id, experiment="unit"), config)
 

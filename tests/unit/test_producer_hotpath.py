@@ -15,6 +15,7 @@ from runstream import ClosedError, ValidationError
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream.producer import Run, RunContext, _base
 from runstream.schemas import kinds
+from tests.ports import REFUSED
 from tests.unit.test_producer_lifecycle import spooled_events
 
 # Known and new names, floats and other numbers, omitted, repeated, backward and large steps,
@@ -38,7 +39,7 @@ CALLS: list[tuple[str, Any, int | None]] = [
 
 
 def _run(tmp_path: Path, name: str) -> Run:
-    kafka = KafkaConfig(bootstrap_servers="127.0.0.1:9")
+    kafka = KafkaConfig(bootstrap_servers=REFUSED)
     config = ProducerConfig(kafka=kafka, spool_dir=tmp_path / name)
     return Run(RunContext(run_id="hot-path", experiment="unit"), config)
 
@@ -162,7 +163,7 @@ def test_the_c_path_wakes_a_dozing_shipper_and_spills_a_full_memory_queue(
             _original(self)
 
         monkeypatch.setattr(shipper_type, method, counted)
-    kafka = KafkaConfig(bootstrap_servers="127.0.0.1:9")
+    kafka = KafkaConfig(bootstrap_servers=REFUSED)
     config = ProducerConfig(kafka=kafka, spool_dir=tmp_path / "full", memory_events=100)
     run = Run(RunContext(run_id="hot-path", experiment="unit"), config)
     try:

@@ -16,6 +16,7 @@ from typing import Any
 
 from runstream.producer._spool import SpoolFolder, SpoolReader
 from runstream.schemas import default_codec, kinds
+from tests.ports import REFUSED
 
 
 def spooled_events(spool: Path) -> list[dict[str, Any]]:
@@ -35,7 +36,7 @@ def run_child(
     child_env = {
         **os.environ,
         "RUNSTREAM_SPOOL_DIR": str(tmp_path / "spool"),
-        "RUNSTREAM_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+        "RUNSTREAM_BOOTSTRAP_SERVERS": REFUSED,
         "RUNSTREAM_CLOSE_TIMEOUT": "0.5",
         **(env or {}),
     }

@@ -21,6 +21,7 @@ from runstream.producer._spool import (
     orphaned_folders,
     read_frames,
 )
+from tests.ports import REFUSED
 
 
 def values(n: int, start: int = 0) -> list[bytes]:
@@ -159,7 +160,7 @@ def test_the_courier_syncs_the_spool_even_while_the_broker_is_away(
 ) -> None:
     """With nothing to send to, the courier still forces what the trainer wrote to disk."""
     config = ProducerConfig(
-        kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path, flush_interval=0.02
+        kafka=KafkaConfig(bootstrap_servers=REFUSED), spool_dir=tmp_path, flush_interval=0.02
     )
     folder = SpoolFolder.create(tmp_path / "session")
     writer = SegmentWriter(folder, segment_bytes=1024**2)

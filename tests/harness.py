@@ -2,15 +2,14 @@
 
 Nothing here imitates Kafka or PostgreSQL. `EventFactory` encodes events as a producer session
 would; `ServiceProcess` runs `python -m runstream.cli consume …` as a child process (stopped by its
-pid) and reads the address it serves from its log; `create_database` makes a database of its own
-for one test.
+pid) and reads the address it serves from the file its `--address-file` names (written once the
+service listens); `create_database` makes a database of its own for one test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -26,15 +25,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from runstream._config import DatabaseConfig, KafkaConfig
 from runstream.consumers._migrate import upgrade
 from runstream.consumers._topics import delete_topics, ensure_topics
 from runstream.schemas import default_codec, kinds
-
-_SERVING = re.compile(r"serving /metrics on http://(\S+):(\d+)")
 
 
 def unique_name(prefix: str) -> str:
@@ -136,6 +134,35 @@ async def read_topic(kafka: KafkaConfig, topic: str, *, count: int, within: floa
         await consumer.stop()
 
 
+async def end_offsets(kafka: KafkaConfig, topic: str) -> dict[int, int]:
+    """`{partition: end offset}` of `topic`: how many records each partition holds (ever)."""
+    admin = AIOKafkaAdminClient(**kafka.client_options())
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka.client_options())
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+async def committed_offsets(kafka: KafkaConfig, group: str) -> dict[int, int]:
+    """`{partition: committed offset}` of consumer group `group` on `kafka.topic`."""
+    admin = AIOKafkaAdminClient(**kafka.client_options())
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == kafka.topic}
+
+
 def database_url(url: str, database: str) -> str:
     """`url` pointing at another database of the same server, same credentials."""
     parts = urlsplit(url)
@@ -175,16 +202,20 @@ async def wait_until(
 
 
 class ServiceProcess:
-    """`python -m runstream.cli <args>` as a child process, with its output in `log_path`."""
+    """`python -m runstream.cli <args> --address-file …` as a child process, its output in
+    `log_path` and the address it serves in `log_path` with the suffix `.address`."""
 
     def __init__(self, args: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.address_file = log_path.with_suffix(".address")
         self.args = [sys.executable, "-m", "runstream.cli", *args]
+        self.args += ["--address-file", str(self.address_file)]
         self.env = {**os.environ, **env}
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServiceProcess:
         """Start the process (its log is appended to, so restarts keep one log)."""
+        self.address_file.unlink(missing_ok=True)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT
@@ -202,13 +233,11 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def metrics_url(self, timeout: float = 60.0) -> str:
-        """The /metrics URL the service reports serving (the latest start's)."""
+        """The /metrics URL the service reports serving (the latest start's address file)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = _SERVING.findall(self.log())
-            if found:
-                host, port = found[-1]
-                return f"http://{host}:{port}/metrics"
+            if self.address_file.exists():
+                return f"http://{self.address_file.read_text().strip()}/metrics"
             if self._process is not None and self._process.poll() is not None:
                 break
             time.sleep(0.1)
