@@ -22,6 +22,7 @@ from runstream.producer._values import Cell, run_started_body, string_map, table
 from runstream.schemas import (
     check_name,
     check_seconds,
+    check_size,
     check_step,
     check_text,
     check_value,
@@ -70,7 +71,11 @@ class RunBase:
         run_params, run_tags = string_map("params", params), string_map("tags", tags)
         self._start_session()
         if context.rank == 0:
-            self._emit(kinds.RUN_STARTED, run_started_body(context, run_params, run_tags))
+            try:
+                self._emit(kinds.RUN_STARTED, run_started_body(context, run_params, run_tags))
+            except ValidationError:  # nothing was logged: leave no thread and no folder behind
+                self._shipper.close(0.0)
+                raise
 
     def _start_session(self) -> None:
         """A producer session: identity (producer_id, seq) and the shipper that owns the spool."""
@@ -177,7 +182,7 @@ class RunBase:
             self._steps[name] = step + 1
         self.max_step = max(self.max_step, step)
         payload = self._metrics.encode(next(self._seq), time.time_ns() // 1000, step, pairs)
-        self._shipper.submit(payload)
+        self._shipper.submit(check_size(kinds.METRICS, payload))
 
     def log_list(self, name: str, values: Iterable[object]) -> None:
         """Log a list of values under one name, at consecutive steps (Azure `log_list`)."""
@@ -368,6 +373,7 @@ class RunBase:
         return report
 
     def _emit(self, kind: str, body: Mapping[str, Any]) -> None:
+        """Build the event around `body` (the envelope is made here only), check and submit it."""
         c = self.context
         event = {
             "run_id": c.run_id,
@@ -379,4 +385,11 @@ class RunBase:
             "time": time.time_ns() // 1000,
             "body": (kind, body),
         }
-        self._shipper.submit(self._codec.encode(event))
+        try:
+            encoded = self._codec.encode(event)
+        except UnicodeEncodeError as exc:  # a lone surrogate (an undecodable file name, say)
+            bad = exc.object[max(exc.start - 20, 0) : exc.end + 20]
+            raise ValidationError(
+                kind.rpartition(".")[2], bad, "text without lone surrogates", rule="bad_value"
+            ) from exc
+        self._shipper.submit(check_size(kind, encoded))

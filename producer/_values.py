@@ -53,9 +53,15 @@ def run_started_body(
         "tags": tags,
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "command": " ".join(sys.argv)[:4096],
+        "command": _printable_command(sys.argv)[:4096],
         "git_commit": None,
     }
+
+
+def _printable_command(argv: list[str]) -> str:
+    """The command line as text: what was not UTF-8 (a file name's bytes) shown as U+FFFD."""
+    raw = " ".join(argv).encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
 
 
 def describe_error(error: BaseException | str | None) -> str | None:

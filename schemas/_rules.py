@@ -23,7 +23,48 @@ MESSAGE_MAX = 64 * 1024
 FILE_MAX = 512 * 1024
 STEP_MAX = 2**63 - 1
 
+# The largest message the topic takes (`max.message.bytes`, which deploy/local and compose set
+# explicitly). An event's encoded size stays below it with room for the record batch around it.
+TOPIC_MESSAGE_MAX = 1024 * 1024
+EVENT_MAX = 1_000_000
+# Encoded size limits by body kind; a kind not named here has `EVENT_MAX`.
+EVENT_LIMITS: Mapping[str, int] = {
+    kinds.METRICS: 512 * 1024,
+    kinds.LOG_RECORD: MESSAGE_MAX + 16 * 1024,
+    kinds.FILE: FILE_MAX + 64 * 1024,
+}
+# The field a user made too large, by kind: what `ValidationError` names.
+_SIZE_FIELDS: Mapping[str, str] = {
+    kinds.RUN_STARTED: "params and tags",
+    kinds.METRICS: "metrics",
+    kinds.PARAMS: "params",
+    kinds.TAGS: "tags",
+    kinds.TEXT: "value",
+    kinds.TABLE_ROW: "columns",
+    kinds.FILE: "data",
+    kinds.LOG_RECORD: "logger and message",
+}
+
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*\Z")
+
+
+def event_limit(kind: str) -> int:
+    """The largest encoded size, in bytes, of an event with a body of `kind`."""
+    return EVENT_LIMITS.get(kind, EVENT_MAX)
+
+
+def check_size(kind: str, encoded: bytes) -> bytes:
+    """An encoded event within its kind's limit; else `ValidationError` naming field and limit."""
+    limit = EVENT_LIMITS.get(kind, EVENT_MAX)
+    if len(encoded) > limit:
+        field = _SIZE_FIELDS.get(kind, "event")
+        raise ValidationError(
+            field,
+            f"{len(encoded)} bytes encoded",
+            f"at most {limit} bytes for a {kind.rpartition('.')[2]} event",
+            rule="oversize",
+        )
+    return encoded
 
 
 def check_name(field: str, name: object) -> str:
