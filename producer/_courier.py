@@ -31,14 +31,25 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from runstream._config import ProducerConfig
+from runstream._errors import TransportError
+from runstream.producer._deadletter import DeadLetterFile
 from runstream.producer._problems import ProblemReporter
 from runstream.producer._sender import KafkaSender
-from runstream.producer._spool import SegmentCursor, SpoolFolder, SpoolReader, orphaned_folders
+from runstream.producer._spool import (
+    Destination,
+    Frame,
+    SegmentCursor,
+    SpoolFolder,
+    SpoolReader,
+    orphaned_folders,
+)
 
 Acked = Callable[[SegmentCursor], None]
 _NICENESS = 10
@@ -59,28 +70,27 @@ class Courier:
         self.problems = problems
         self.on_acked = on_acked
         self.written = asyncio.Event()
-        self._synced = 1  # segments before this one are sealed and on disk
-        self._sync_due = 0.0
-
-    def sync(self) -> None:
-        """Force what the trainer wrote to disk (its writes only reach the kernel's cache)."""
-        try:
-            self._synced = self.folder.sync(self._synced)
-        except OSError as exc:
-            self.problems.report("spool_sync", exc, "cannot sync the spool to disk")
+        self.dead_letters = DeadLetterFile(config.spool_dir)
 
     async def run(self) -> None:
-        """Send until cancelled; dead sessions' folders are delivered alongside."""
+        """Send until cancelled; dead sessions' folders bound for the same place go alongside.
+
+        The spool is synced to disk by a thread of its own, every flush interval, whatever the
+        connection to Kafka is doing (a broker that never answers blocks a send for
+        `send_timeout`).
+        """
+        loop = asyncio.get_running_loop()
+
+        def sync_failed(error: OSError) -> None:  # called from the syncer's thread
+            message = "cannot sync the spool to disk"
+            loop.call_soon_threadsafe(self.problems.report, "spool_sync", error, message)
+
+        syncer = SpoolSyncer(self.folder, self.config.flush_interval, sync_failed)
         sender = KafkaSender(self.config, self.problems)
         orphans = asyncio.create_task(self._deliver_orphans(sender))
         reader = SpoolReader(self.folder)
         try:
             while True:
-                # Once per wake-up, not again when the loop goes on reading after a send (what
-                # Kafka acknowledged needs no sync); a backlog is synced every half interval.
-                if time.monotonic() >= self._sync_due:
-                    self._sync_due = time.monotonic() + self.config.flush_interval / 2
-                    self.sync()
                 if not await sender.ready():  # don't read the disk for a broker that is away
                     await asyncio.sleep(self.config.flush_interval)
                     continue
@@ -90,37 +100,103 @@ class Courier:
                     with contextlib.suppress(TimeoutError):  # a missed wake costs one interval
                         await asyncio.wait_for(self.written.wait(), self.config.flush_interval)
                     continue
-                if not await sender.send(frames):
+                frames = self._sendable(self.folder, frames)
+                if frames and not await sender.send(frames):
                     await asyncio.sleep(self.config.flush_interval)
                     continue
                 self.on_acked(reader.commit())
         finally:
-            self.sync()
+            syncer.stop()
             orphans.cancel()
             await asyncio.gather(orphans, return_exceptions=True)
             await sender.stop()
 
+    def _sendable(self, folder: SpoolFolder, frames: list[Frame]) -> list[Frame]:
+        sendable, reasons = self.dead_letters.sieve(folder.path.name, frames)
+        for reason in reasons:
+            error = TransportError(reason, retriable=False)
+            self.problems.report("oversize", error, f"moved aside to {self.dead_letters.path}")
+        return sendable
+
     async def _deliver_orphans(self, sender: KafkaSender) -> None:
-        for folder in orphaned_folders(self.config.spool_dir, own=self.folder.path):
+        here = Destination(self.config.kafka.bootstrap_servers, self.config.kafka.topic)
+        own = self.folder.path
+        for folder in orphaned_folders(self.config.spool_dir, own=own, bound_for=here):
             try:
-                await deliver_folder(folder, sender)
+                await deliver_folder(folder, sender, self.dead_letters)
             finally:
                 folder.unlock()
 
 
-async def deliver_folder(folder: SpoolFolder, sender: KafkaSender) -> int:
-    """Send every frame of a dead session's folder, then delete it. Returns frames sent."""
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What delivering one folder did: events sent, moved aside, and left in it."""
+
+    sent: int
+    skipped: int
+    left: int
+
+
+async def deliver_folder(
+    folder: SpoolFolder,
+    sender: KafkaSender,
+    dead_letters: DeadLetterFile,
+    give_up_at: float | None = None,
+) -> Delivery:
+    """Send every frame of a dead session's folder, then delete it; events over their size limit
+    go to `dead_letters` instead. While Kafka refuses, retry until `give_up_at` (monotonic; None
+    waits on): then the rest stays in the folder.
+    """
     reader = SpoolReader(folder)
-    sent = 0
+    sent = skipped = 0
     while frames := reader.next_batch():
-        delivered = await sender.send(frames)
-        while not delivered:
+        sendable, reasons = dead_letters.sieve(folder.path.name, frames)
+        while sendable and not await sender.send(sendable):
+            if give_up_at is not None and time.monotonic() >= give_up_at:
+                return Delivery(sent, skipped + len(reasons), folder.count_frames(reader.cursor))
             await asyncio.sleep(0.5)
-            delivered = await sender.send(frames)
         reader.commit()
-        sent += len(frames)
+        sent += len(sendable)
+        skipped += len(reasons)
     folder.remove()
-    return sent
+    return Delivery(sent, skipped, 0)
+
+
+class SpoolSyncer:
+    """A thread that forces a folder's segments to disk every `interval` seconds (the trainer's
+    writes only reach the kernel's cache), and once more when stopped.
+    """
+
+    def __init__(
+        self, folder: SpoolFolder, interval: float, on_error: Callable[[OSError], None]
+    ) -> None:
+        self.folder = folder
+        self.interval = interval
+        self.on_error = on_error
+        self._first = 1  # segments before this one are sealed and on disk
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="runstream-spool-sync", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        failing = False
+        while True:
+            stopping = self._stop.wait(self.interval)
+            try:
+                self._first = self.folder.sync(self._first)
+                failing = False
+            except OSError as exc:
+                if not failing:  # said once per spell of failures
+                    with contextlib.suppress(RuntimeError):  # the loop is gone
+                        self.on_error(exc)
+                failing = True
+            if stopping:
+                return
+
+    def stop(self) -> None:
+        """Sync once more and end the thread."""
+        self._stop.set()
+        self._thread.join()
 
 
 # -- the courier process ---------------------------------------------------------------------

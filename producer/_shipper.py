@@ -31,7 +31,7 @@ from runstream._config import ProducerConfig
 from runstream._errors import ClosedError, TransportError
 from runstream.producer._courier import Courier
 from runstream.producer._problems import ProblemReporter
-from runstream.producer._spool import SegmentCursor, SegmentWriter, SpoolFolder
+from runstream.producer._spool import Destination, SegmentCursor, SegmentWriter, SpoolFolder
 
 _RESPAWN_AFTER = 1.0
 _FOLLOW_EVERY = 1.0  # seconds between reads of the courier's acknowledgements when no one waits
@@ -63,7 +63,8 @@ class Shipper:
         self.problems = problems
         self.key = key
         self.producer_id = str(uuid.uuid4())
-        self.folder = SpoolFolder.create(config.spool_dir / self.producer_id)
+        destination = Destination(config.kafka.bootstrap_servers, config.kafka.topic)
+        self.folder = SpoolFolder.create(config.spool_dir / self.producer_id, destination)
         self._writer = SegmentWriter(self.folder, config.segment_bytes)
         self._pending: list[bytes] = []
         self._disk_lock = threading.Lock()

@@ -1,7 +1,8 @@
 """The write-ahead spool: every event reaches local disk before it is sent to Kafka.
 
 A spool directory holds one folder per producer session, `<producer_id>/`, with a `lock` file that
-its owner holds (flock) while alive and numbered segment files `000000000001.seg`. A segment is a
+its owner holds (flock) while alive, a `destination` file (JSON: the bootstrap servers and topic its
+events are for; no credentials) and numbered segment files `000000000001.seg`. A segment is a
 run of blocks, one per write: `length u32 | crc32 u32 | count u32 | key length u16` then the body
 (`key | count lengths u32 | the values`, all little-endian) whose size and CRC the header gives.
 Every frame of a block shares the block's key (a session ships one run, so one key), which lets a
@@ -15,9 +16,11 @@ frames back in order, and a segment is deleted once a later one exists (the writ
 before it starts the next) and every frame in it was acknowledged by Kafka. A torn last block (the
 writer died mid-write) fails its length or CRC check and ends the segment.
 
-Folders whose lock can be taken belong to dead sessions: their frames are delivered by the next
-process that opens the same spool, or by `runstream sync`. Events carry their own identity, so a
-frame delivered twice is stored once.
+Folders whose lock can be taken belong to dead sessions: their frames are delivered to their own
+destination only, by the next process of that spool sending there, or by `runstream sync`
+(`--to` sends elsewhere on purpose). A folder without a `destination` file (written by an older
+version) is left to `runstream sync`. Events carry their own identity, so a frame delivered twice
+is stored once.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import array
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import struct
@@ -39,6 +43,26 @@ _SUFFIX = ".seg"
 _BLOCK_EVENTS = 10_000  # frames per block at most, so that one block is one reasonable send
 
 Frame = tuple[bytes, bytes]
+_DESTINATION = "destination"
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a session's events go: the Kafka cluster (its bootstrap servers) and the topic."""
+
+    bootstrap_servers: str
+    topic: str
+
+    def same_as(self, other: Destination) -> bool:
+        """One topic on one cluster (the servers compared as a set: order and spaces aside)."""
+        return self.topic == other.topic and _servers(self) == _servers(other)
+
+    def __str__(self) -> str:
+        return f"{self.topic} on {self.bootstrap_servers}"
+
+
+def _servers(destination: Destination) -> frozenset[str]:
+    return frozenset(s.strip() for s in destination.bootstrap_servers.split(",") if s.strip())
 
 
 def _segment_name(number: int) -> str:
@@ -104,18 +128,29 @@ class SpoolFolder:
         self._lock_fd = -1
 
     @classmethod
-    def create(cls, path: Path) -> SpoolFolder:
-        """A new folder, locked before it appears under its name (so no other process can take
-        it for a dead session's): made and locked as `.NAME.new`, then renamed.
+    def create(cls, path: Path, destination: Destination) -> SpoolFolder:
+        """A new folder for `destination`, locked before it appears under its name (so no other
+        process can take it for a dead session's): made, described and locked as `.NAME.new`,
+        then renamed.
         """
         staging = path.with_name(f".{path.name}.new")
         staging.mkdir(parents=True)
         folder = cls(staging)
         if not folder.try_lock():
             raise OSError(f"cannot lock the new spool folder {staging}")
+        record = {"bootstrap_servers": destination.bootstrap_servers, "topic": destination.topic}
+        (staging / _DESTINATION).write_text(json.dumps(record))
         staging.rename(path)  # the lock is on the file, which keeps it across the rename
         folder.path = path
         return folder
+
+    def destination(self) -> Destination | None:
+        """Where this folder's events go; None when it does not say (an older version's)."""
+        try:
+            record = json.loads((self.path / _DESTINATION).read_text())
+            return Destination(str(record["bootstrap_servers"]), str(record["topic"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def try_lock(self) -> bool:
         """Take the folder's lock; False when a live process holds it or the folder is gone."""
@@ -184,6 +219,22 @@ class SpoolFolder:
             newest = number
         return newest
 
+    def count_frames(self, start: SegmentCursor | None = None) -> int:
+        """Frames held from `start` (the beginning without one) to the end; nothing is deleted."""
+        total = 0
+        for number in self.segments():
+            if start is not None and number < start.segment:
+                continue
+            offset = start.offset if start is not None and number == start.segment else 0
+            cursor = SegmentCursor(number, offset)
+            while True:
+                end, frames = self.read_from(cursor, 1024**2)
+                if not frames:
+                    break
+                total += len(frames)
+                cursor = SegmentCursor(number, end)
+        return total
+
     def size(self) -> int:
         """Bytes held on disk by this folder's segments."""
         total = 0
@@ -246,14 +297,22 @@ class SegmentWriter:
         os.close(self._fd)
 
 
-def orphaned_folders(spool_dir: Path, own: Path | None = None) -> Iterator[SpoolFolder]:
-    """Folders of dead sessions, each returned locked (so only one process delivers it)."""
+def orphaned_folders(
+    spool_dir: Path, own: Path | None = None, bound_for: Destination | None = None
+) -> Iterator[SpoolFolder]:
+    """Folders of dead sessions, each returned locked (so only one process delivers it); with
+    `bound_for`, only those whose recorded destination is that one.
+    """
     if not spool_dir.is_dir():
         return
     for path in sorted(spool_dir.iterdir()):
         if path == own or path.name.startswith(".") or not path.is_dir():
             continue
         folder = SpoolFolder(path)
+        if bound_for is not None:
+            recorded = folder.destination()
+            if recorded is None or not recorded.same_as(bound_for):
+                continue
         if folder.try_lock():
             yield folder
 

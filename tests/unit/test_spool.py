@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -11,8 +13,10 @@ from typing import Any
 
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream.producer._courier import Courier
+from runstream.producer._deadletter import DEAD_LETTERS, DeadLetterFile, oversize_reason
 from runstream.producer._problems import ProblemReporter
 from runstream.producer._spool import (
+    Destination,
     SegmentCursor,
     SegmentWriter,
     SpoolFolder,
@@ -21,7 +25,10 @@ from runstream.producer._spool import (
     orphaned_folders,
     read_frames,
 )
+from runstream.schemas import default_codec, kinds
 from tests.ports import REFUSED
+
+HERE = Destination(REFUSED, "runstream.events")
 
 
 def values(n: int, start: int = 0) -> list[bytes]:
@@ -50,7 +57,7 @@ def test_empty_values_and_big_writes_split_into_blocks_keep_every_frame() -> Non
 
 
 def test_reader_follows_writer_across_segments(tmp_path: Path) -> None:
-    folder = SpoolFolder.create(tmp_path / "session")
+    folder = SpoolFolder.create(tmp_path / "session", HERE)
     writer = SegmentWriter(folder, segment_bytes=200)
     reader = SpoolReader(folder, max_bytes=100)
     got: list[tuple[bytes, bytes]] = []
@@ -66,7 +73,7 @@ def test_reader_follows_writer_across_segments(tmp_path: Path) -> None:
 
 
 def test_uncommitted_batch_is_read_again(tmp_path: Path) -> None:
-    folder = SpoolFolder.create(tmp_path / "s")
+    folder = SpoolFolder.create(tmp_path / "s", HERE)
     writer = SegmentWriter(folder, segment_bytes=10_000)
     writer.append(b"run", values(4))
     reader = SpoolReader(folder)
@@ -78,11 +85,12 @@ def test_uncommitted_batch_is_read_again(tmp_path: Path) -> None:
 
 
 def test_live_folder_is_not_an_orphan_but_dead_one_is(tmp_path: Path) -> None:
-    live = SpoolFolder.create(tmp_path / "live")
+    live = SpoolFolder.create(tmp_path / "live", HERE)
     dead = tmp_path / "dead"
     code = (
         "import sys; from pathlib import Path; from runstream.producer._spool import *;"
-        "f = SpoolFolder.create(Path(sys.argv[1])); w = SegmentWriter(f, 10**6);"
+        "f = SpoolFolder.create(Path(sys.argv[1]), Destination('127.0.0.1:9', 't'));"
+        "w = SegmentWriter(f, 10**6);"
         "w.append(b'k', [b'v%d' % i for i in range(10)]); import os; os._exit(0)"
     )
     subprocess.run([sys.executable, "-c", code, str(dead)], check=True)
@@ -96,8 +104,8 @@ def test_live_folder_is_not_an_orphan_but_dead_one_is(tmp_path: Path) -> None:
 
 
 def test_two_runs_in_one_process_and_a_dead_session_do_not_collide(tmp_path: Path) -> None:
-    first = SpoolFolder.create(tmp_path / "first")
-    second = SpoolFolder.create(tmp_path / "second")
+    first = SpoolFolder.create(tmp_path / "first", HERE)
+    second = SpoolFolder.create(tmp_path / "second", HERE)
     (tmp_path / ".half-made.new").mkdir()  # a folder still being created is nobody's orphan
     assert list(orphaned_folders(tmp_path)) == []
     first.unlock()
@@ -106,7 +114,7 @@ def test_two_runs_in_one_process_and_a_dead_session_do_not_collide(tmp_path: Pat
 
 
 def test_frames_written_between_a_read_and_a_roll_are_not_deleted(tmp_path: Path) -> None:
-    folder = SpoolFolder.create(tmp_path / "race")
+    folder = SpoolFolder.create(tmp_path / "race", HERE)
     writer = SegmentWriter(folder, segment_bytes=10)
     reader = SpoolReader(folder)
     real_read = folder.read_from
@@ -140,7 +148,7 @@ def test_sync_forces_every_unsealed_segment_to_disk(tmp_path: Path, monkeypatch:
     """The writer's calls only reach the kernel's cache; `sync` fdatasyncs from the last synced
     segment to the newest, skips segments deleted meanwhile, and says where to start next time.
     """
-    folder = SpoolFolder.create(tmp_path / "session")
+    folder = SpoolFolder.create(tmp_path / "session", HERE)
     writer = SegmentWriter(folder, segment_bytes=200)
     for n in range(6):
         writer.append(b"run", values(3, n * 3))
@@ -162,7 +170,7 @@ def test_the_courier_syncs_the_spool_even_while_the_broker_is_away(
     config = ProducerConfig(
         kafka=KafkaConfig(bootstrap_servers=REFUSED), spool_dir=tmp_path, flush_interval=0.02
     )
-    folder = SpoolFolder.create(tmp_path / "session")
+    folder = SpoolFolder.create(tmp_path / "session", HERE)
     writer = SegmentWriter(folder, segment_bytes=1024**2)
     writer.append(b"run", values(3))
     synced = record_syncs(monkeypatch)
@@ -177,3 +185,48 @@ def test_the_courier_syncs_the_spool_even_while_the_broker_is_away(
         return seen
 
     assert str(folder.segment_path(1)) in asyncio.run(synced_while_running())
+
+
+def test_a_folder_records_its_destination_and_only_that_destination_takes_it(
+    tmp_path: Path,
+) -> None:
+    elsewhere = Destination("127.0.0.1:9", "another.topic")
+    for name, destination in (("mine", HERE), ("theirs", elsewhere)):
+        SpoolFolder.create(tmp_path / name, destination).unlock()
+    (tmp_path / "older").mkdir()  # an older version's folder: no destination recorded
+    assert SpoolFolder(tmp_path / "mine").destination() == HERE
+    assert SpoolFolder(tmp_path / "older").destination() is None
+    same = Destination(" 127.0.0.1:9 ", "runstream.events")
+    found = list(orphaned_folders(tmp_path, bound_for=same))
+    assert [f.path.name for f in found] == ["mine"]
+    for folder in found:
+        folder.unlock()
+    everything = list(orphaned_folders(tmp_path))
+    assert sorted(f.path.name for f in everything) == ["mine", "older", "theirs"]
+
+
+def test_frames_over_their_limit_are_moved_to_the_dead_letter_file(tmp_path: Path) -> None:
+    codec = default_codec()
+    event = {
+        "run_id": "r",
+        "experiment": "e",
+        "rank": 0,
+        "world_size": 1,
+        "producer_id": "6f1c2b9e-8a1d-4a57-9d0e-2c3b4a5d6e7f",
+        "seq": 0,
+        "time": 0,
+        "body": (kinds.PARAMS, {"params": {f"p{i}": "v" * 6000 for i in range(400)}}),
+    }
+    big = codec.encode(event)
+    small = codec.encode({**event, "seq": 1, "body": (kinds.PARAMS, {"params": {"a": "b"}})})
+    dead_letters = DeadLetterFile(tmp_path)
+    sendable, reasons = dead_letters.sieve("session", [(b"r", small), (b"r", big), (b"r", small)])
+    assert sendable == [(b"r", small), (b"r", small)]
+    assert len(reasons) == 1
+    assert "Params event of" in reasons[0]
+    assert oversize_reason(small) is None
+    [line] = (tmp_path / DEAD_LETTERS).read_text().splitlines()
+    record = json.loads(line)
+    assert record["reason"] == reasons[0]
+    assert record["folder"] == "session"
+    assert base64.b64decode(record["value"]) == big

@@ -1,0 +1,266 @@
+"""The producer under the faults real training hosts throw, against the real stack.
+
+Oversized events, spools left for another destination, full disks, exhausted file descriptors,
+SIGTERM at any moment, a broker that never answers: each test injects its fault itself (a tmpfs
+it mounts, an rlimit, a signal by pid, a socket that never reads, the stack's broker stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka.admin import NewTopic
+
+from runstream import ValidationError
+from runstream._config import KafkaConfig, ProducerConfig
+from runstream.consumers.testing import read_topic
+from runstream.deploy.local import StackConfig, StackEndpoints
+from runstream.deploy.local import _process as process
+from runstream.deploy.local import up as stack_up
+from runstream.deploy.local._kafka import admin_client
+from runstream.producer import Run, RunContext
+from runstream.producer._deadletter import DEAD_LETTERS
+from runstream.producer._spool import Destination, SegmentWriter, SpoolFolder
+from runstream.schemas import default_codec, kinds
+
+
+@pytest.fixture
+async def admin_db(stack: StackEndpoints) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(stack.admin_url)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def two_topics(stack: StackEndpoints) -> AsyncIterator[tuple[str, str]]:
+    """Two new topics (A and B) of this test only, deleted afterwards."""
+    names = tuple(f"test.faults.{side}.{uuid.uuid4().hex[:8]}" for side in "ab")
+    async with admin_client(stack.bootstrap_servers) as admin:
+        response = await admin.create_topics([NewTopic(name, 2, 1) for name in names])
+        assert [error[1] for error in response.topic_errors] == [0, 0], response
+    yield names[0], names[1]
+    async with admin_client(stack.bootstrap_servers) as admin:
+        await admin.delete_topics(list(names))
+
+
+async def count_rows(
+    admin_db: asyncpg.Connection, query: str, *args: object, expected: int, within: float = 60
+) -> int:
+    """Poll the count `query` until it reaches `expected`, then once more after a second (so that
+    a duplicate would show); the last count seen.
+    """
+    deadline = time.monotonic() + within
+    count = -1
+    while time.monotonic() < deadline:
+        count = int(await admin_db.fetchval(query, *args))
+        if count >= expected:
+            await asyncio.sleep(1.0)
+            return int(await admin_db.fetchval(query, *args))
+        await asyncio.sleep(0.2)
+    return count
+
+
+async def topic_events(
+    servers: str, topic: str, count: int, within: float = 30
+) -> list[dict[str, object]]:
+    """The events on `topic`, decoded: read from the start until `count` arrived (at most
+    `within` seconds), then a little longer, so that one too many would show.
+    """
+    kafka = KafkaConfig(bootstrap_servers=servers)
+    records = await read_topic(kafka, topic, count=count, within=within)
+    records += await read_topic(kafka, topic, count=count + 1, within=2) if records else []
+    unique = {(r.partition, r.offset): r for r in records}
+    return [default_codec().decode(r.value) for r in unique.values()]
+
+
+def sync(spool: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    """`runstream sync --spool SPOOL …`, as a user runs it."""
+    command = [sys.executable, "-m", "runstream.cli", "sync", "--spool", str(spool), *extra]
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=60)
+
+
+def new_run(servers: str, spool: Path, **options: object) -> Run:
+    config = ProducerConfig(
+        kafka=KafkaConfig(bootstrap_servers=servers),
+        spool_dir=spool,
+        heartbeat_interval=3600.0,
+        **options,  # type: ignore[arg-type]
+    )
+    return Run(RunContext(run_id=f"faults-{uuid.uuid4().hex[:12]}", experiment="faults"), config)
+
+
+@pytest.mark.parametrize("call", ["log_params", "log_row", "log_metrics", "log_record"])
+async def test_calls_over_the_size_limit_raise_and_the_good_events_after_them_arrive(
+    stack: StackEndpoints, admin_db: asyncpg.Connection, tmp_path: Path, call: str
+) -> None:
+    run = new_run(stack.bootstrap_servers, tmp_path / "spool")
+    oversized: Callable[[], None] = {
+        "log_params": lambda: run.log_params({f"p{i}": "v" * 6000 for i in range(400)}),
+        "log_row": lambda: run.log_row("wide", **{f"c{i}": "v" * 6000 for i in range(400)}),
+        "log_metrics": lambda: run.log_metrics({f"m{i}.{'x' * 240}": 1.0 for i in range(3000)}),
+        "log_record": lambda: run.log_record("INFO", "x" * 200_000, "too long a logger name"),
+    }[call]
+    with pytest.raises(ValidationError, match=r"at most \d+ bytes"):
+        oversized()
+    for step in range(100):
+        run.log("loss", float(step), step=step)
+    report = await asyncio.to_thread(run.complete, 60)
+    assert report.delivered, report
+    count = await count_rows(
+        admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run.run_id, expected=100
+    )
+    assert count == 100
+    status = await admin_db.fetchval("SELECT status FROM runs WHERE run_id = $1", run.run_id)
+    assert status == "completed"
+
+
+def seeded_spool(spool: Path, destination: Destination, run_id: str) -> tuple[int, bytes]:
+    """A dead session's folder written directly in the spool format: 50 metrics, a Params event
+    too large for the topic, 50 more metrics. Returns (good events, the oversized event).
+    """
+    codec = default_codec()
+    producer_id = str(uuid.uuid4())
+    folder = SpoolFolder.create(spool / producer_id, destination)
+    writer = SegmentWriter(folder, segment_bytes=16 * 1024**2)
+    envelope = {
+        "run_id": run_id,
+        "experiment": "faults",
+        "rank": 0,
+        "world_size": 1,
+        "producer_id": producer_id,
+    }
+
+    def event(seq: int, body: tuple[str, dict[str, object]]) -> bytes:
+        return codec.encode({**envelope, "seq": seq, "time": 1_000_000 + seq, "body": body})
+
+    def metric(seq: int) -> bytes:
+        values = [{"name": "loss", "value": float(seq)}]
+        return event(seq, (kinds.METRICS, {"step": seq, "values": values}))
+
+    oversized = event(50, (kinds.PARAMS, {"params": {f"p{i}": "v" * 6000 for i in range(400)}}))
+    writer.append(run_id.encode(), [metric(seq) for seq in range(50)])
+    writer.append(run_id.encode(), [oversized])
+    writer.append(run_id.encode(), [metric(seq) for seq in range(51, 101)])
+    writer.close()
+    folder.unlock()
+    return 100, oversized
+
+
+async def test_sync_moves_an_oversized_spooled_event_aside_and_delivers_the_rest(
+    stack: StackEndpoints, run_env: dict[str, str], tmp_path: Path, unique_topic: str
+) -> None:
+    spool = tmp_path / "spool"
+    run_id = f"faults-{uuid.uuid4().hex[:12]}"
+    good, oversized = seeded_spool(
+        spool, Destination(stack.bootstrap_servers, unique_topic), run_id
+    )
+    started = time.monotonic()
+    synced = await asyncio.to_thread(sync, spool, run_env, "--timeout", "30")
+    assert time.monotonic() - started < 30
+    assert synced.returncode == 0, synced.stderr
+    assert f"delivered {good} events from 1 spool folders" in synced.stderr
+    assert "skipped 1 events over their size limit" in synced.stderr
+    [line] = (spool / DEAD_LETTERS).read_text().splitlines()
+    record = json.loads(line)
+    assert "Params event" in record["reason"]
+    assert "over its limit" in record["reason"]
+    assert base64.b64decode(record["value"]) == oversized
+    events = await topic_events(stack.bootstrap_servers, unique_topic, good)
+    assert sorted(int(e["seq"]) for e in events) == [s for s in range(101) if s != 50]  # type: ignore[call-overload]
+    assert [p for p in spool.iterdir() if p.is_dir()] == [], "the delivered folder is gone"
+
+
+_KILLED_TRAINER = """
+import os, signal, sys, time
+from runstream.producer import start_run
+run = start_run(experiment="faults", run_id=sys.argv[1])
+for step in range(2_000):
+    run.log("loss", float(step), step=step)
+time.sleep(0.5)  # more than one flush interval: everything is on disk
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.slow
+async def test_a_dead_sessions_spool_goes_to_its_own_topic_never_to_the_next_runs(
+    stack: StackEndpoints,
+    stack_config: StackConfig,
+    run_env: dict[str, str],
+    tmp_path: Path,
+    two_topics: tuple[str, str],
+) -> None:
+    topic_a, topic_b = two_topics
+    spool = tmp_path / "spool"
+    env = {**run_env, "RUNSTREAM_SPOOL_DIR": str(spool)}
+    run_a, run_b = (f"faults-{side}-{uuid.uuid4().hex[:8]}" for side in "ab")
+    kafka_pid_file = stack_config.state_dir / "kafka" / "kafka.pid"
+    assert await asyncio.to_thread(process.stop, kafka_pid_file) is not None, "kafka was running"
+    try:
+        trainer_a = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", _KILLED_TRAINER, run_a],
+            env={**env, "RUNSTREAM_TOPIC": topic_a},
+            check=False,
+            capture_output=True,
+        )
+        assert trainer_a.returncode == -9
+    finally:
+        await stack_up(stack_config)
+    run = Run(
+        RunContext(run_id=run_b, experiment="faults"),
+        ProducerConfig(
+            kafka=KafkaConfig(bootstrap_servers=stack.bootstrap_servers, topic=topic_b),
+            spool_dir=spool,
+        ),
+    )
+    for step in range(100):
+        run.log("loss", float(step), step=step)
+    await asyncio.sleep(3.0)  # B's courier has had time to look at the spool's dead sessions
+    report = await asyncio.to_thread(run.complete, 60)
+    assert report.delivered, report
+    on_b = await topic_events(stack.bootstrap_servers, topic_b, 102)
+    assert {e["run_id"] for e in on_b} == {run_b}, "none of A's events reached topic B"
+    assert await topic_events(stack.bootstrap_servers, topic_a, 1, within=5) == []
+    synced = await asyncio.to_thread(sync, spool, run_env)
+    assert synced.returncode == 0, synced.stderr
+    assert "delivered 2001 events from 1 spool folders" in synced.stderr  # RunStarted too
+    on_a = await topic_events(stack.bootstrap_servers, topic_a, 2001)
+    assert len(on_a) == 2001
+    assert {e["run_id"] for e in on_a} == {run_a}
+
+
+async def test_sync_to_sends_a_folder_elsewhere_on_purpose(
+    stack: StackEndpoints, run_env: dict[str, str], tmp_path: Path, two_topics: tuple[str, str]
+) -> None:
+    recorded, chosen = two_topics
+    spool = tmp_path / "spool"
+    run_id = f"faults-{uuid.uuid4().hex[:12]}"
+    seeded_spool(spool, Destination("127.0.0.1:9", recorded), run_id)  # a cluster long gone
+    to = f"{stack.bootstrap_servers}/{chosen}"
+    synced = await asyncio.to_thread(sync, spool, run_env, "--to", to, "--timeout", "30")
+    assert synced.returncode == 0, synced.stderr
+    assert "delivered 100 events from 1 spool folders" in synced.stderr
+    assert len(await topic_events(stack.bootstrap_servers, chosen, 100)) == 100
+    assert await topic_events(stack.bootstrap_servers, recorded, 1, within=5) == []
+
+
+async def test_sync_ends_when_the_destination_never_answers_and_says_what_it_left(
+    stack: StackEndpoints, run_env: dict[str, str], tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    seeded_spool(spool, Destination("127.0.0.1:9", "gone.topic"), f"faults-{uuid.uuid4().hex[:8]}")
+    synced = await asyncio.to_thread(sync, spool, run_env, "--timeout", "3")
+    assert synced.returncode == 1
+    assert "delivered 0 events from 0 spool folders" in synced.stderr
+    assert "left 101 events on disk" in synced.stderr  # the oversized one was not reached
+    assert any(spool.rglob("*.seg")), "what was not sent stays in the spool"
