@@ -364,11 +364,17 @@ class RunBase:
         spool on disk and is delivered by the next process using that spool or `runstream sync`.
         """
         report = self._shipper.close(self.config.close_timeout if timeout is None else timeout)
-        if not report.delivered:
+        if report.remaining:
             self.problems.report(
                 "close_incomplete",
                 ClosedError(f"{report.remaining} events remain in {report.spool_path}"),
                 "run closed before Kafka acknowledged everything; `runstream sync` sends the rest",
+            )
+        if report.dropped:
+            self.problems.report(
+                "close_dropped",
+                ClosedError(f"{report.dropped} events were dropped: the spool could not take them"),
+                "run closed having lost events (see the spool_full / spool_write warnings)",
             )
         return report
 

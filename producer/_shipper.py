@@ -42,11 +42,14 @@ _FAILED_STARTS = 3
 
 @dataclass(frozen=True, slots=True)
 class CloseReport:
-    """What `close()` achieved: everything delivered, or how much waits on disk and where."""
+    """What `close()` achieved: everything delivered (nothing dropped, nothing left), or how much
+    waits on disk and where, and how much was dropped.
+    """
 
     delivered: bool
     remaining: int
     spool_path: str
+    dropped: int = 0  # events that never reached the spool (a full disk): lost
 
 
 class Shipper:
@@ -71,7 +74,7 @@ class Shipper:
         self._counter = itertools.count(1)
         # (segment, end offset, events written up to there), for each write not yet acknowledged
         self._marks: deque[tuple[int, int, int]] = deque()
-        self._measured = self._unmeasured = 0
+        self._measured = self._unmeasured = self._free = 0
         self._measure_at = 0.0
         self._follow_at = 0.0  # when the courier's acknowledgements are read next
         self.submitted = 0
@@ -151,7 +154,8 @@ class Shipper:
         with contextlib.suppress(concurrent.futures.TimeoutError):
             self._done.result(timeout=max(timeout, 1.0) + _STOP_GRACE)
         remaining = self.written - self.acked
-        return CloseReport(remaining == 0, remaining, str(self.folder.path))
+        delivered = remaining == 0 and self.dropped == 0
+        return CloseReport(delivered, remaining, str(self.folder.path), self.dropped)
 
     def forget_after_fork(self) -> None:
         """In a forked child: let go of the parent's courier without disturbing it."""
@@ -189,34 +193,52 @@ class Shipper:
             return
         values = self._pending[:count]
         del self._pending[:count]  # appends made meanwhile sit after `count` and stay
-        if self._spool_full():
-            self.dropped += count
-            error = TransportError("spool is full", retriable=True)
-            self.problems.report("spool_full", error, f"dropped {count} events")
+        full = self._spool_full()
+        if full:
+            self._drop(count, "spool_full", TransportError(full, retriable=True))
             return
         try:
             before = self._writer.offset
             segment, offset = self._writer.append(self.key, values)
             self._unmeasured += offset - before
-        except OSError as exc:
-            self.dropped += count
-            self.problems.report("spool_write", exc, f"dropped {count} events")
+        except OSError as exc:  # nothing of the block stays in the spool (`SegmentWriter`)
+            self._drop(count, "spool_write", exc)
             return
+        if self._writer.roll_error is not None:
+            error = self._writer.roll_error
+            self.problems.report("spool_roll", error, "cannot start a new spool segment")
         self.written += count
         self._marks.append((segment, offset, self.written))
 
-    def _spool_full(self) -> bool:
-        """Whether the spool holds `spool_max_bytes`. The folder is measured (a listing and a stat
-        per segment) once a second, or sooner when the last measure plus what was written since
-        reaches the limit; between measures the courier only ever makes it smaller.
+    def _drop(self, count: int, kind: str, error: BaseException) -> None:
+        with self._settled:
+            self.dropped += count
+            self._settled.notify_all()
+        self.problems.report(kind, error, f"dropped {count} events ({self.dropped} so far)")
+
+    def _spool_full(self) -> str | None:
+        """Why the spool takes no more now (it holds `spool_max_bytes`, or the disk has less than
+        `spool_min_free_bytes` free), or None. The folder and the disk are measured (a listing, a
+        stat per segment, a statvfs) once a second, or sooner when what was written since the
+        last measure reaches a limit; between measures the courier only ever frees space.
         """
+        config = self.config
         now = time.monotonic()
-        estimate = self._measured + self._unmeasured
-        if estimate < self.config.spool_max_bytes and now < self._measure_at:
-            return False
-        self._measured, self._unmeasured = self.folder.size(), 0
-        self._measure_at = now + 1.0
-        return self._measured >= self.config.spool_max_bytes
+        used = self._measured + self._unmeasured
+        free = self._free - self._unmeasured
+        within = used < config.spool_max_bytes and free >= config.spool_min_free_bytes
+        if now < self._measure_at and within:
+            return None
+        try:
+            self._measured, self._free = self.folder.size(), self.folder.free_bytes()
+        except OSError:  # cannot look (no file descriptor left): the write will tell
+            return None
+        self._unmeasured, self._measure_at = 0, now + 1.0
+        if self._measured >= config.spool_max_bytes:
+            return f"spool is full ({self._measured} bytes in {self.folder.path})"
+        if self._free < config.spool_min_free_bytes:
+            return f"disk is nearly full ({self._free} bytes free under {self.folder.path})"
+        return None
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)

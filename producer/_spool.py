@@ -243,6 +243,11 @@ class SpoolFolder:
                 total += self.segment_path(number).stat().st_size
         return total
 
+    def free_bytes(self) -> int:
+        """Space left on the folder's file system for an unprivileged writer."""
+        stat = os.statvfs(self.path)
+        return stat.f_bavail * stat.f_frsize
+
     def remove_segment(self, number: int) -> None:
         """Delete a fully delivered segment."""
         self.segment_path(number).unlink(missing_ok=True)
@@ -256,7 +261,12 @@ class SpoolFolder:
 class SegmentWriter:
     """Appends blocks to the newest segment of a locked folder, rolling at `segment_bytes`.
 
-    Each `append` is one write call; syncing to disk is the courier's (`SpoolFolder.sync`).
+    Each `append` is one write call; syncing to disk is the courier's (`SpoolFolder.sync`). A block
+    that cannot be written whole (a full disk, a quota) is cut off again, so a segment holds only
+    whole blocks; where even that fails, the segment is sealed and the next block starts a new one.
+    A roll that cannot open the next segment (no file descriptor, no space) keeps writing the
+    current one and tries again at the next append: the writer never writes to a descriptor it
+    closed.
     """
 
     def __init__(self, folder: SpoolFolder, segment_bytes: int) -> None:
@@ -266,35 +276,65 @@ class SegmentWriter:
         self.segment = (existing[-1] + 1) if existing else 1
         self._fd = self._open(self.segment)
         self.offset = 0
+        self.roll_error: OSError | None = None  # why the last roll failed, until one succeeds
 
     def _open(self, number: int) -> int:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         return os.open(self.folder.segment_path(number), flags, 0o600)
 
     def append(self, key: bytes, values: list[bytes]) -> tuple[int, int]:
         """Write frames sharing `key` (one write call); return where they end (segment,
         offset). A segment that reached `segment_bytes` is sealed then, and the next one started.
+
+        Raises `OSError` when the block could not be written whole: nothing of it stays.
         """
         blob = encode_block(key, values)
+        if self._fd < 0:  # the last segment was sealed torn: this block starts the next
+            self._fd = self._open(self.segment + 1)
+            self.segment, self.offset = self.segment + 1, 0
         view, written = memoryview(blob), 0
-        while written < len(blob):
-            written += os.write(self._fd, view[written:])
+        try:
+            while written < len(blob):
+                written += os.write(self._fd, view[written:])
+        except OSError:
+            if written:
+                self._cut_back()
+            raise
         self.offset += written
         end = (self.segment, self.offset)
         if self.offset >= self.segment_bytes:
             self.roll()
         return end
 
+    def _cut_back(self) -> None:
+        """Remove the part of a block that a failed write left; seal the segment if that fails."""
+        try:
+            os.ftruncate(self._fd, self.offset)
+        except OSError:
+            os.close(self._fd)
+            self._fd = -1  # the torn tail ends this segment; the next append opens another
+
     def roll(self) -> None:
-        """Seal the current segment and start the next (whose existence says this one is sealed)."""
+        """Seal the current segment and start the next (whose existence says this one is sealed).
+
+        When the next cannot be opened, the current one stays open and `roll_error` says why.
+        """
+        try:
+            fd = self._open(self.segment + 1)
+        except OSError as exc:
+            self.roll_error = exc
+            return
+        self.roll_error = None
         os.close(self._fd)
+        self._fd = fd
         self.segment += 1
         self.offset = 0
-        self._fd = self._open(self.segment)
 
     def close(self) -> None:
         """Close the current segment."""
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def orphaned_folders(

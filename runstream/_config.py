@@ -144,6 +144,7 @@ class ProducerConfig:
     close_timeout: float = 10.0
     memory_events: int = 100_000
     spool_max_bytes: int = 1024**3
+    spool_min_free_bytes: int = 64 * 1024**2  # the spool stops before the disk is full
     segment_bytes: int = 16 * 1024**2
     send_timeout: float = 30.0
     courier: str = "process"
@@ -157,6 +158,8 @@ class ProducerConfig:
             raise ConfigError(f"system_metrics_interval={self.system_metrics_interval}: 0 is off")
         _positive("memory_events", self.memory_events)
         _positive("spool_max_bytes", self.spool_max_bytes)
+        if self.spool_min_free_bytes < 0:
+            raise ConfigError(f"spool_min_free_bytes={self.spool_min_free_bytes}: 0 is none")
         _positive("segment_bytes", self.segment_bytes)
         _positive("send_timeout", self.send_timeout)
         _positive("close_timeout", self.close_timeout)

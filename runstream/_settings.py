@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     flush_interval: float = Field(
         _PRODUCER.flush_interval, description="Seconds between spool flushes (≤ 1)"
     )
+    spool_min_free_bytes: int = Field(
+        _PRODUCER.spool_min_free_bytes,
+        description="Free disk space below which the spool drops events (0: none)",
+    )
     heartbeat_interval: float = Field(
         _PRODUCER.heartbeat_interval, description="Seconds between heartbeats"
     )
@@ -149,6 +153,7 @@ class Settings(BaseSettings):
             kafka=self.kafka(),
             spool_dir=self.spool_dir,
             flush_interval=self.flush_interval,
+            spool_min_free_bytes=self.spool_min_free_bytes,
             heartbeat_interval=self.heartbeat_interval,
             system_metrics_interval=self.system_metrics_interval,
             close_timeout=self.close_timeout,

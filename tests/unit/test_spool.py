@@ -230,3 +230,91 @@ def test_frames_over_their_limit_are_moved_to_the_dead_letter_file(tmp_path: Pat
     assert record["reason"] == reasons[0]
     assert record["folder"] == "session"
     assert base64.b64decode(record["value"]) == big
+
+
+_FILE_SIZE_LIMIT = """
+import os, resource, signal, sys
+from pathlib import Path
+from runstream.producer._spool import Destination, SegmentWriter, SpoolFolder
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+folder = SpoolFolder.create(Path(sys.argv[1]), Destination("127.0.0.1:9", "t"))
+writer = SegmentWriter(folder, segment_bytes=10**9)
+resource.setrlimit(resource.RLIMIT_FSIZE, (5000, resource.RLIM_INFINITY))
+failed = 0
+for n in range(80):
+    try:
+        writer.append(b"k", [b"v%04d" % n * 20])
+    except OSError:
+        failed += 1
+print(failed, writer.offset)
+"""
+
+
+def test_a_block_the_disk_cannot_take_whole_is_cut_off_again(tmp_path: Path) -> None:
+    """A file-size limit (RLIMIT_FSIZE) makes the write short, then fail, as a full disk does."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FILE_SIZE_LIMIT, str(tmp_path / "s")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    failed, offset = map(int, done.stdout.split())
+    assert failed > 0
+    data = (tmp_path / "s" / "000000000001.seg").read_bytes()
+    assert len(data) == offset < 5000
+    consumed, found = read_frames(data)
+    assert consumed == len(data), "only whole blocks are left"
+    assert len(found) == 80 - failed
+
+
+_NO_DESCRIPTORS = """
+import os, resource, sys
+from pathlib import Path
+from runstream.producer._spool import Destination, SegmentWriter, SpoolFolder
+here = Path(sys.argv[1])
+folder = SpoolFolder.create(here / "s", Destination("127.0.0.1:9", "t"))
+writer = SegmentWriter(folder, segment_bytes=100)
+segment = str(folder.segment_path(1))
+[fd] = [
+    int(n) for n in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{n}") == segment
+]
+spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(fd)]  # every number below it taken
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (fd, hard))  # no new descriptor can be had
+def append(letter):
+    try:
+        writer.append(b"k", [letter * 200])
+    except OSError as exc:
+        print("append failed:", exc)
+append(b"a")  # the roll after it cannot open the next segment
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+for n in spare:
+    os.close(n)
+checkpoints = [
+    os.open(here / f"checkpoint-{n}", os.O_WRONLY | os.O_CREAT, 0o600) for n in range(fd + 2)
+]
+for n in checkpoints:
+    os.write(n, b"model weights")
+append(b"b")  # into the old segment, which rolls now
+append(b"c")
+"""
+
+
+def test_a_roll_without_a_file_descriptor_never_writes_into_another_file(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_DESCRIPTORS, str(tmp_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    checkpoints = list(tmp_path.glob("checkpoint-*"))
+    assert checkpoints
+    assert {c.read_bytes() for c in checkpoints} == {b"model weights"}, "no spool byte in them"
+    assert "append failed" not in done.stdout
+    folder = SpoolFolder(tmp_path / "s")
+    reader = SpoolReader(folder)
+    got = []
+    while batch := reader.next_batch():
+        got += [value[:1] for _, value in batch]
+        reader.commit()
+    assert got == [b"a", b"b", b"c"]
