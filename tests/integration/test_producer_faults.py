@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -264,3 +265,143 @@ async def test_sync_ends_when_the_destination_never_answers_and_says_what_it_lef
     assert "delivered 0 events from 0 spool folders" in synced.stderr
     assert "left 101 events on disk" in synced.stderr  # the oversized one was not reached
     assert any(spool.rglob("*.seg")), "what was not sent stays in the spool"
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `path` (the tests run as root), unmounted afterwards."""
+    path.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=False)
+
+
+@contextlib.asynccontextmanager
+async def broker_stopped(stack_config: StackConfig) -> AsyncIterator[None]:
+    """The stack's Kafka broker stopped for the block, started again after it."""
+    kafka_pid_file = stack_config.state_dir / "kafka" / "kafka.pid"
+    assert await asyncio.to_thread(process.stop, kafka_pid_file) is not None, "kafka was running"
+    try:
+        yield
+    finally:
+        await stack_up(stack_config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("floor", [0, 1024**2], ids=["disk-full", "free-space-floor"])
+async def test_a_full_disk_drops_counted_events_and_loses_nothing_it_took(
+    stack: StackEndpoints,
+    stack_config: StackConfig,
+    admin_db: asyncpg.Connection,
+    tmp_path: Path,
+    floor: int,
+) -> None:
+    with small_disk(tmp_path / "disk", "3m") as disk:
+        async with broker_stopped(stack_config):
+            run = new_run(
+                stack.bootstrap_servers,
+                disk / "spool",
+                memory_events=2_000,
+                segment_bytes=256 * 1024,
+                spool_min_free_bytes=floor,
+            )
+            for step in range(120_000):  # about three times what the disk holds
+                run.log("loss", float(step), step=step)
+                if step % 5_000 == 0:
+                    await asyncio.sleep(0.1)  # rounds write, the disk fills
+        # The broker is back: the courier drains the spool and frees the disk while the run
+        # goes on logging, so writes succeed again after those that failed.
+        for step in range(120_000, 200_000):
+            run.log("loss", float(step), step=step)
+            if step % 2_000 == 0:
+                await asyncio.sleep(0.1)
+        assert run.events_logged == 200_001  # RunStarted and every metric: no call refused
+        report = await asyncio.to_thread(run.close, 120)
+    assert report.dropped > 0, report
+    assert not report.delivered, report
+    assert report.remaining == 0, report
+    kept = run.events_logged - report.dropped - 1  # RunStarted is no metrics row
+    count = await count_rows(
+        admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run.run_id, expected=kept
+    )
+    assert count == kept
+    assert run.problems.counts["spool_full" if floor else "spool_write"] > 0
+
+
+_FEW_DESCRIPTORS = """
+import json, os, resource, sys, time
+from pathlib import Path
+from runstream._settings import Settings
+from runstream.producer import Run, RunContext
+from dataclasses import replace
+config = replace(Settings().producer(), segment_bytes=64 * 1024, heartbeat_interval=3600.0)
+run = Run(RunContext(run_id=sys.argv[1], experiment="faults"), config)
+here = Path(sys.argv[2])
+step = 0
+def train(seconds):
+    global step
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        for _ in range(500):
+            run.log("loss", float(step), step=step)
+            step += 1
+        time.sleep(0.01)
+train(0.5)
+[segment] = [  # the spool's open segment
+    int(n) for n in os.listdir("/proc/self/fd")
+    if os.path.realpath(f"/proc/self/fd/{n}").endswith(".seg")
+]
+spare = []
+for n in range(segment):  # every free number below it taken, then no new one at all
+    try:
+        os.fstat(n)
+    except OSError:
+        spare.append(os.open(os.devnull, os.O_RDONLY))
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (segment, hard))
+train(2.0)  # segment rolls fail all along
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+for n in spare:
+    os.close(n)
+flags = os.O_WRONLY | os.O_CREAT
+checkpoints = [os.open(here / f"checkpoint-{n}", flags, 0o600) for n in range(20)]
+for n in checkpoints:
+    os.write(n, b"model weights")
+train(1.0)
+report = run.complete(60)
+print(json.dumps({"submitted": run.events_logged, "dropped": report.dropped,
+                  "delivered": report.delivered, "metrics": step}))
+"""
+
+
+def checkpoint_contents(folder: Path) -> list[bytes]:
+    return [path.read_bytes() for path in folder.glob("checkpoint-*")]
+
+
+async def test_no_file_descriptor_at_a_segment_roll_puts_no_spool_byte_in_another_file(
+    stack: StackEndpoints, run_env: dict[str, str], admin_db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    run_id = f"faults-fd-{uuid.uuid4().hex[:8]}"
+    env = {**run_env, "RUNSTREAM_SPOOL_DIR": str(tmp_path / "spool")}
+    trainer = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", _FEW_DESCRIPTORS, run_id, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert trainer.returncode == 0, trainer.stderr
+    outcome = json.loads(trainer.stdout)
+    checkpoints = checkpoint_contents(tmp_path)
+    assert len(checkpoints) == 20
+    assert set(checkpoints) == {b"model weights"}, "no spool byte in them"
+    kept = outcome["submitted"] - outcome["dropped"] - 2  # RunStarted, RankFinished
+    assert outcome["delivered"] == (outcome["dropped"] == 0)
+    count = await count_rows(
+        admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run_id, expected=kept
+    )
+    assert count == kept == outcome["metrics"] - outcome["dropped"]
