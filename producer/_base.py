@@ -332,7 +332,7 @@ class RunBase:
         if self.finished is None:
             self.finished = state
             body = {"state": state, "reason": reason, "exit_code": exit_code}
-            self._emit(kinds.RANK_FINISHED, body)
+            self._emit(kinds.RANK_FINISHED, body, final=True)
         return self.close_blocking(timeout)
 
     def set_status(
@@ -378,7 +378,7 @@ class RunBase:
             )
         return report
 
-    def _emit(self, kind: str, body: Mapping[str, Any]) -> None:
+    def _emit(self, kind: str, body: Mapping[str, Any], *, final: bool = False) -> None:
         """Build the event around `body` (the envelope is made here only), check and submit it."""
         c = self.context
         event = {
@@ -398,4 +398,4 @@ class RunBase:
             raise ValidationError(
                 kind.rpartition(".")[2], bad, "text without lone surrogates", rule="bad_value"
             ) from exc
-        self._shipper.submit(check_size(kind, encoded))
+        self._shipper.submit(check_size(kind, encoded), final=final)

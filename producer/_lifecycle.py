@@ -3,7 +3,8 @@
 - At exit, a run not yet ended is marked completed, then flushed (its shipper is a daemon thread).
 - An uncaught exception marks it failed with the traceback; KeyboardInterrupt marks it canceled.
 - SIGTERM (when the host left the default handler in place) marks it canceled after a flush, then
-  lets the default action terminate the process.
+  lets the default action terminate the process. The handler never waits on a lock the code it
+  interrupted holds (`_signals.critical`), and still ends a run whose `close` it interrupted.
 - In a forked child the run starts a new producer session (new producer_id and spool folder), so
   the child's events never collide with the parent's; a child never ends the run on exit.
 """
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import sys
@@ -19,6 +21,8 @@ import weakref
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
+from runstream._errors import ClosedError
+from runstream.producer._signals import critical
 from runstream.producer._values import describe_error
 
 if TYPE_CHECKING:
@@ -70,11 +74,25 @@ def _at_exit() -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    for run in list(_runs):
-        if run.finished is None and not run.forked_child:
-            run.end("canceled", "terminated (SIGTERM)", None, run.config.close_timeout)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    critical.run_or_defer(_terminate)  # never inside a lock the interrupted code holds
+
+
+def _terminate() -> None:
+    """End every run as canceled (even one whose `close` SIGTERM interrupted), then let the
+    default action end the process, whatever happened meanwhile.
+    """
+    try:
+        for run in list(_runs):
+            if run.forked_child:
+                continue
+            with contextlib.suppress(ClosedError):  # its thread had already ended
+                if run.finished is None:
+                    run.end("canceled", "terminated (SIGTERM)", None, run.config.close_timeout)
+                else:  # ending already (`complete`, say): let that finish delivering
+                    run.close_blocking(run.config.close_timeout)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _after_fork_in_child() -> None:

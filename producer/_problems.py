@@ -8,6 +8,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from runstream.producer._signals import critical
+
 logger = logging.getLogger("runstream.producer")
 
 ErrorCallback = Callable[[BaseException], None]
@@ -25,7 +27,7 @@ class ProblemReporter:
 
     def report(self, kind: str, error: BaseException, message: str) -> None:
         """Record one problem of `kind`; warn unless the same kind was warned about recently."""
-        with self._lock:
+        with critical, self._lock:
             self.counts[kind] += 1
             now = time.monotonic()
             due = now - self._last_warning.get(kind, -self.every) >= self.every

@@ -31,6 +31,7 @@ from runstream._config import ProducerConfig
 from runstream._errors import ClosedError, TransportError
 from runstream.producer._courier import Courier
 from runstream.producer._problems import ProblemReporter
+from runstream.producer._signals import critical
 from runstream.producer._spool import Destination, SegmentCursor, SegmentWriter, SpoolFolder
 
 _RESPAWN_AFTER = 1.0
@@ -104,12 +105,14 @@ class Shipper:
 
     # -- caller side -------------------------------------------------------------------------
 
-    def submit(self, value: bytes) -> None:
+    def submit(self, value: bytes, *, final: bool = False) -> None:
         """Hand over one encoded event of this session's run. Never blocks on the network.
 
+        A `final` event (how the run ended) is still taken while `close` runs (SIGTERM arrived
+        during it), until the thread has ended.
         `producer/_hotpath.c` does the same for `log()`: a change here is made there too.
         """
-        if self._closing:
+        if self._closing and (not final or self._done.done()):
             raise ClosedError("this run's producer is closed")
         self._pending.append(value)
         self.submitted = next(self._counter)
@@ -127,30 +130,31 @@ class Shipper:
         self._refuse_on_loop_thread("flush")
         target = self.submitted
         deadline = time.monotonic() + timeout
-        with self._settled:
+        with critical, self._settled:
             self._waiters += 1
         try:
             self._poke()
-            with self._settled:
+            with critical, self._settled:
                 while self.acked + self.dropped < target:
                     left = deadline - time.monotonic()
                     if left <= 0 or self._done.done():
                         return False
-                    self._settled.wait(min(left, 0.1))
+                    critical.wait(self._settled, min(left, 0.1))
             return True
         finally:
-            with self._settled:
+            with critical, self._settled:
                 self._waiters -= 1
 
     def close(self, timeout: float) -> CloseReport:
         """Deliver what can be delivered within `timeout`, stop the thread, report what is left."""
         self._refuse_on_loop_thread("close")
-        if not self._closing:
-            self._closing = True
-            self._spill()  # whatever happens next, every submitted event is on disk
-            self.flush(timeout)
-            with contextlib.suppress(RuntimeError):  # the loop already ended
-                self._loop.call_soon_threadsafe(self._finish)
+        # Each step is idempotent: a close interrupted by SIGTERM is done again by the handler,
+        # with the final event it added.
+        self._closing = True
+        self._spill()  # whatever happens next, every submitted event is on disk
+        self.flush(timeout)
+        with contextlib.suppress(RuntimeError):  # the loop already ended
+            self._loop.call_soon_threadsafe(self._finish)
         with contextlib.suppress(concurrent.futures.TimeoutError):
             self._done.result(timeout=max(timeout, 1.0) + _STOP_GRACE)
         remaining = self.written - self.acked
@@ -182,7 +186,7 @@ class Shipper:
 
     def _spill(self) -> None:
         """Memory is full: move pending events to disk now (the only disk write a caller does)."""
-        with self._disk_lock:
+        with critical, self._disk_lock:
             self._drain_to_disk()
 
     # -- loop side ---------------------------------------------------------------------------

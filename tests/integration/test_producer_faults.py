@@ -11,6 +11,8 @@ import asyncio
 import base64
 import contextlib
 import json
+import random
+import signal
 import subprocess
 import sys
 import time
@@ -405,3 +407,61 @@ async def test_no_file_descriptor_at_a_segment_roll_puts_no_spool_byte_in_anothe
         admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run_id, expected=kept
     )
     assert count == kept == outcome["metrics"] - outcome["dropped"]
+
+
+_TERMINATED_TRAINER = """
+import sys
+from dataclasses import replace
+from runstream._settings import Settings
+from runstream.producer import start_run
+config = replace(Settings().producer(), memory_events=64, heartbeat_interval=0.2)
+run = start_run(experiment="faults", run_id=sys.argv[1], config=config)
+print("ready", flush=True)
+step = 0
+while True:
+    run.log("loss", float(step), step=step)
+    run.log_metrics({"acc": 0.5, "lr": 0.1}, step=step)
+    if step % 50 == 0:
+        run.log_row("evals", step=step, score=0.5)
+    step += 1
+"""
+
+
+def terminate_at_random(run_id: str, env: dict[str, str], delay: float) -> tuple[int, float]:
+    """Start a trainer, SIGTERM it `delay` seconds into its loop; (exit code, seconds to exit)."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _TERMINATED_TRAINER, run_id],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as trainer:
+        assert trainer.stdout is not None
+        assert trainer.stdout.readline() == "ready\n"
+        time.sleep(delay)
+        trainer.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        try:
+            code = trainer.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            trainer.kill()
+            code = -signal.SIGKILL
+        return code, time.monotonic() - sent
+
+
+@pytest.mark.slow
+async def test_sigterm_at_random_moments_of_a_logging_loop_always_ends_the_run_canceled(
+    stack: StackEndpoints, run_env: dict[str, str], admin_db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    env = {**run_env, "RUNSTREAM_SPOOL_DIR": str(tmp_path / "spool")}
+    chance = random.Random(13)
+    run_ids = [f"faults-term-{n}-{uuid.uuid4().hex[:6]}" for n in range(50)]
+    for run_id in run_ids:
+        code, took = await asyncio.to_thread(
+            terminate_at_random, run_id, env, chance.uniform(0.0, 0.6)
+        )
+        assert code == -signal.SIGTERM, (run_id, code, took)
+        assert took < 10
+    query = "SELECT count(*) FROM runs WHERE run_id = ANY($1::text[]) AND status = 'canceled'"
+    canceled = await count_rows(admin_db, query, run_ids, expected=len(run_ids))
+    assert canceled == len(run_ids)

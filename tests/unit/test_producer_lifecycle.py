@@ -93,6 +93,22 @@ def test_sigterm_marks_canceled_and_still_terminates(tmp_path: Path) -> None:
     assert any(e["body"][0] == kinds.METRICS for e in events), "what was logged before is kept"
 
 
+def test_sigterm_during_close_still_ends_the_run_canceled(tmp_path: Path) -> None:
+    body = """
+        import os, signal, threading
+        run = start_run('lifecycle')
+        run.log('loss', 0.5)
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        run.close(timeout=2.0)  # the broker is away: it waits, and SIGTERM comes meanwhile
+        print('close returned')
+    """
+    result = run_child(tmp_path, body)
+    assert result.returncode == -signal.SIGTERM, result.stderr
+    assert "close returned" not in result.stdout
+    events = spooled_events(tmp_path / "spool")
+    assert finished_states(events) == [("canceled", "terminated (SIGTERM)")]
+
+
 def test_with_block_marks_failed_on_exception(tmp_path: Path) -> None:
     body = """
         try:
