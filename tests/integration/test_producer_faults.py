@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
+import psutil
 import pytest
 from aiokafka.admin import NewTopic
 
@@ -465,3 +468,93 @@ async def test_sigterm_at_random_moments_of_a_logging_loop_always_ends_the_run_c
     query = "SELECT count(*) FROM runs WHERE run_id = ANY($1::text[]) AND status = 'canceled'"
     canceled = await count_rows(admin_db, query, run_ids, expected=len(run_ids))
     assert canceled == len(run_ids)
+
+
+_STEADY_TRAINER = """
+import sys, time
+from runstream.producer import start_run
+run = start_run(experiment="faults", run_id=sys.argv[1])
+step = 0
+until = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < until:
+    for _ in range(200):
+        run.log("loss", float(step), step=step)
+        step += 1
+    time.sleep(0.05)
+print("done", flush=True)
+"""
+
+
+def courier_of(trainer: subprocess.Popen[str], within: float = 20) -> int:
+    """The pid of the trainer's courier process, once it runs."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for child in psutil.Process(trainer.pid).children():
+            with contextlib.suppress(psutil.Error):
+                if "_courier" in " ".join(child.cmdline()):
+                    return child.pid
+        time.sleep(0.1)
+    raise AssertionError("no courier started")
+
+
+def sync_times(courier: int, seconds: float, trace: Path) -> list[float]:
+    """When the courier called fdatasync during `seconds` (strace attached to all its threads)."""
+    command = [
+        "strace",
+        "-f",
+        "-ttt",
+        "-e",
+        "trace=fdatasync",
+        "-o",
+        str(trace),
+        "-p",
+        str(courier),
+    ]
+    with subprocess.Popen(command, stderr=subprocess.DEVNULL) as tracer:
+        time.sleep(seconds)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=10)
+    times = []
+    for line in trace.read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[2].startswith("fdatasync("):
+            times.append(float(fields[1]))
+    return times
+
+
+def blackholed_trainer(env: dict[str, str], run_id: str, trace: Path) -> list[float]:
+    with subprocess.Popen(
+        [sys.executable, "-c", _STEADY_TRAINER, run_id, "75"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as trainer:
+        try:
+            courier = courier_of(trainer)
+            time.sleep(2.0)  # connected to the broker that never answers
+            return sync_times(courier, 60.0, trace)
+        finally:
+            trainer.kill()
+
+
+@pytest.mark.slow
+async def test_a_blackholed_broker_does_not_stop_the_spool_being_synced_every_second(
+    run_env: dict[str, str], tmp_path: Path
+) -> None:
+    with socket.socket() as blackhole:  # connections are accepted by the kernel, never answered
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(64)
+        host, port = blackhole.getsockname()
+        env = {
+            **run_env,
+            "RUNSTREAM_SPOOL_DIR": str(tmp_path / "spool"),
+            "RUNSTREAM_BOOTSTRAP_SERVERS": f"{host}:{port}",
+        }
+        times = await asyncio.to_thread(
+            blackholed_trainer, env, f"faults-hole-{uuid.uuid4().hex[:8]}", tmp_path / "trace"
+        )
+    assert times, "the courier synced the spool"
+    assert times[-1] - times[0] > 58
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert max(gaps) <= 1.0, f"the longest time without a sync: {max(gaps):.1f} s"
