@@ -19,7 +19,10 @@ judges it, so all three agree. The rules:
 - `Status` from the run or its launcher sets the run's status as given: authoritative (a launcher's
   `failed` with an exit code wins, and a rank's `RankFinished` arriving after a launcher's final
   status leaves it as it is). `Status` from the watchdog (stalled, lost, running) never overrides a
-  terminal status. `status_source` records who set the current status.
+  terminal status. `status_source` records who set the current status. A `Status` stamped before
+  the end of a finished run (a late duplicate, a resend from a producer thrown away during an
+  outage) leaves it as it is: an event's time, set once at the producer, decides, not its place
+  in the topic.
 - A `lost` run that speaks again (any event of its own) returns to `running`; a `stalled` run when
   it progresses again (a heartbeat alone is what `stalled` means, and would make it flap).
 - `RankStraggling` (from the watchdog) sets the rank's straggling flag; watchdog events are not
@@ -27,7 +30,8 @@ judges it, so all three agree. The rules:
 - `Params` and `Tags` merge into the run's.
 
 Redelivered or replayed events fold to the same state: times only move forward, progress needs a
-higher step, and statuses are last-writer-wins in topic order (one run = one partition).
+higher step, and statuses are last-writer-wins in topic order (one run = one partition), except
+that none older than a finished run's end reopens or changes it.
 """
 
 from __future__ import annotations
@@ -215,6 +219,8 @@ class RunState:
 
     def _status(self, event: Event, body: dict[str, Any]) -> None:
         state, reason, source = body["state"], body.get("reason"), body.get("source", "run")
+        if self.terminal and self.ended_at is not None and event["time"] < self.ended_at:
+            return  # older than the verdict it would overturn: a late duplicate, a stale producer
         if source == "watchdog":
             if not self.terminal:
                 self._set_status(state, reason, source)

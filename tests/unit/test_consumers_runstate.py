@@ -213,6 +213,21 @@ def test_the_launchers_final_status_stands_against_a_late_rank() -> None:
     assert run.ranks[0].status == "failed"
 
 
+def test_a_late_duplicate_status_never_reopens_or_changes_a_finished_run() -> None:
+    run = fold(
+        started(at=0),
+        status("running", source="launcher", at=1),
+        status("canceled", source="launcher", at=5),
+        status("running", source="launcher", at=1),  # the same event again, resent after the end
+        status("failed", source="run", at=3),  # stale, from a producer thrown away meanwhile
+    )
+    assert (run.status, run.status_source) == ("canceled", "launcher")
+    assert run.ended_at == T0 + timedelta(seconds=5)
+    later = status("running", source="launcher", at=9)  # a newer word does reopen it
+    run.apply(later)
+    assert run.status == "running"
+
+
 def test_the_earliest_start_and_command_are_kept() -> None:
     launcher = event(
         kinds.RUN_STARTED,
