@@ -6,12 +6,7 @@ interpreter lock. The courier tails the session folder, sends frames in order, r
 acknowledged position back to the trainer, and delivers dead sessions' folders found in the same
 spool directory.
 
-Protocol with the training process (its `Shipper`):
-- stdin: one line with the pickled, base64-encoded `(ProducerConfig, folder path)`, then single
-  bytes: `w` (more was written and synced), `c` (close now). End of file also means close.
-- stdout: `r` once ready, then lines `a SEGMENT OFFSET` (everything before that position is
-  acknowledged by Kafka) and `e KIND<TAB>MESSAGE<TAB>ERROR` (a problem, which the trainer counts
-  and reports).
+It speaks with the training process (its `Shipper`) as `producer/_protocol.py` says.
 
 The courier stops when told, when its stdin ends, or when the trainer is gone (its parent changed).
 It ignores SIGINT and SIGTERM, which reach a whole process group: the trainer reacts to them by
@@ -24,21 +19,19 @@ trainer's lock is gone.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import os
-import pickle
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from runstream._config import ProducerConfig
 from runstream._errors import TransportError
+from runstream.producer import _protocol as protocol
 from runstream.producer._deadletter import DeadLetterFile
 from runstream.producer._problems import ProblemReporter
 from runstream.producer._sender import KafkaSender
@@ -233,10 +226,6 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-def _clean(text: object) -> str:
-    return str(text).replace("\t", " ").replace("\n", " ")
-
-
 class _ForwardedProblems(ProblemReporter):
     """Problems go to the trainer, which counts them and calls the user's callback."""
 
@@ -246,13 +235,13 @@ class _ForwardedProblems(ProblemReporter):
 
     def report(self, kind: str, error: BaseException, message: str) -> None:
         """Send one problem to the trainer."""
-        self._write(f"e {_clean(kind)}\t{_clean(message)}\t{_clean(error)}\n")
+        self._write(protocol.problem(kind, message, error))
 
 
 async def _serve() -> None:
     loop = asyncio.get_running_loop()
     stdin = sys.stdin.buffer
-    config, path = pickle.loads(base64.b64decode(stdin.readline()))  # noqa: S301 - our parent
+    config, path = protocol.read_orders(stdin.readline())
     parent = os.getppid()
     out = sys.stdout
 
@@ -261,17 +250,17 @@ async def _serve() -> None:
         out.flush()
 
     def acked(cursor: SegmentCursor) -> None:
-        write(f"a {cursor.segment} {cursor.offset}\n")
+        write(protocol.acknowledged(cursor))
 
-    courier = Courier(SpoolFolder(Path(path)), config, _ForwardedProblems(write), acked)
-    write("r\n")  # ready: it runs, imported what it needs and read its orders
+    courier = Courier(SpoolFolder(path), config, _ForwardedProblems(write), acked)
+    write(protocol.READY)  # ready: it runs, imported what it needs and read its orders
     done = asyncio.Event()
 
     def on_input() -> None:
         data = os.read(stdin.fileno(), 4096)
-        if not data or b"c" in data:
+        if not data or protocol.CLOSE in data:
             done.set()
-        elif b"w" in data:
+        elif protocol.WAKE in data:
             courier.written.set()
 
     loop.add_reader(stdin.fileno(), on_input)

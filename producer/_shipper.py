@@ -12,12 +12,10 @@ beyond that new events are dropped, counted and logged) and drains in order when
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import contextlib
 import itertools
 import os
-import pickle
 import subprocess
 import sys
 import threading
@@ -29,6 +27,7 @@ from dataclasses import dataclass
 
 from runstream._config import ProducerConfig
 from runstream._errors import ClosedError, TransportError
+from runstream.producer import _protocol as protocol
 from runstream.producer._courier import Courier
 from runstream.producer._problems import ProblemReporter
 from runstream.producer._signals import critical
@@ -443,7 +442,7 @@ class _CourierProcess:
         assert self._process.stdin is not None
         assert self._process.stdout is not None
         self._stdin, self._stdout = self._process.stdin, self._process.stdout
-        hello = base64.b64encode(pickle.dumps((config, str(folder.path)))) + b"\n"
+        hello = protocol.orders(config, folder.path)
         try:
             self._stdin.write(hello)
             self._stdin.flush()
@@ -468,7 +467,7 @@ class _CourierProcess:
         self._on_output()  # one read: what more arrives meanwhile waits for the next round
 
     def wake(self) -> None:
-        self._send(b"w")
+        self._send(protocol.WAKE)
 
     def _send(self, signal: bytes) -> None:
         # A full pipe already holds a wake-up; a closed one means the courier ended.
@@ -493,15 +492,18 @@ class _CourierProcess:
             self._line(line.decode(errors="replace"))
 
     def _line(self, line: str) -> None:
-        kind, _, rest = line.partition(" ")
-        if kind == "r":
+        try:
+            message = protocol.parse(line)
+        except ValueError as exc:
+            self.problems.report("courier", exc, "the courier said something unexpected")
+            return
+        if message is None:
             self.ready = True
-        elif kind == "a":
-            segment, offset = rest.split()
-            self.on_acked(SegmentCursor(int(segment), int(offset)))
-        elif kind == "e":
-            what, message, error = [*rest.split("\t", 2), "", ""][:3]
-            self.problems.report(what, TransportError(error, retriable=True), message)
+        elif isinstance(message, SegmentCursor):
+            self.on_acked(message)
+        else:
+            error = TransportError(message.error, retriable=True)
+            self.problems.report(message.kind, error, message.message)
 
     def _ended(self) -> None:
         if not self.ended:
@@ -524,7 +526,7 @@ class _CourierProcess:
 
     async def stop(self) -> None:
         """Tell the courier to stop; wait for it (bounded), then make sure it is gone."""
-        self._send(b"c")
+        self._send(protocol.CLOSE)
         # Polled, not waited for in a thread: at interpreter exit no new thread may start.
         deadline = time.monotonic() + _STOP_GRACE
         while self._process.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
