@@ -276,9 +276,9 @@ async def test_a_courier_process_that_cannot_work_gives_way_to_a_thread(
     assert count == 100
 
 
-def sync(spool: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`runstream sync --spool SPOOL`, as a user runs it."""
-    command = [sys.executable, "-m", "runstream.cli", "sync", "--spool", str(spool)]
+def sync(spool: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    """`runstream sync --spool SPOOL …`, as a user runs it."""
+    command = [sys.executable, "-m", "runstream.cli", "sync", "--spool", str(spool), *extra]
     return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
 
 
@@ -327,14 +327,15 @@ async def test_trainer_killed_while_the_broker_refuses_then_sync_stores_every_ev
     _, alive = await asyncio.to_thread(psutil.wait_procs, [psutil.Process(courier)], 5)
     assert not alive, "the courier ends with its trainer"
     assert any(spool.rglob("*.seg")), "the events wait on disk"
-    synced = await asyncio.to_thread(sync, spool, run_env)
+    # The spool records the refusing broker as its destination: `--to` sends it to the stack's.
+    synced = await asyncio.to_thread(sync, spool, run_env, "--to", stack.bootstrap_servers)
     assert synced.returncode == 0, synced.stderr
     assert "delivered 20002 events" in synced.stderr  # 20,000 + `last` + RunStarted
     count = await wait_for_count(
         admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run_id, expected=20_001
     )
     assert count == 20_001
-    again = await asyncio.to_thread(sync, spool, run_env)
+    again = await asyncio.to_thread(sync, spool, run_env, "--to", stack.bootstrap_servers)
     assert "delivered 0 events" in again.stderr
 
 

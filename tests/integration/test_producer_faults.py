@@ -14,7 +14,6 @@ import itertools
 import json
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,6 @@ from aiokafka.admin import NewTopic
 
 from runstream import ValidationError
 from runstream._config import KafkaConfig, ProducerConfig
-from runstream.consumers.testing import read_topic
 from runstream.deploy.local import StackConfig, StackEndpoints
 from runstream.deploy.local import _process as process
 from runstream.deploy.local import up as stack_up
@@ -38,6 +36,8 @@ from runstream.producer import Run, RunContext
 from runstream.producer._deadletter import DEAD_LETTERS
 from runstream.producer._spool import Destination, SegmentWriter, SpoolFolder
 from runstream.schemas import default_codec, kinds
+from tests.harness import read_topic
+from tests.ports import REFUSED, blackholed
 
 
 @pytest.fixture
@@ -251,7 +251,7 @@ async def test_sync_to_sends_a_folder_elsewhere_on_purpose(
     recorded, chosen = two_topics
     spool = tmp_path / "spool"
     run_id = f"faults-{uuid.uuid4().hex[:12]}"
-    seeded_spool(spool, Destination("127.0.0.1:9", recorded), run_id)  # a cluster long gone
+    seeded_spool(spool, Destination(REFUSED, recorded), run_id)  # a cluster long gone
     to = f"{stack.bootstrap_servers}/{chosen}"
     synced = await asyncio.to_thread(sync, spool, run_env, "--to", to, "--timeout", "30")
     assert synced.returncode == 0, synced.stderr
@@ -264,9 +264,9 @@ async def test_sync_ends_when_the_destination_never_answers_and_says_what_it_lef
     stack: StackEndpoints, run_env: dict[str, str], tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
-    seeded_spool(spool, Destination("127.0.0.1:9", "gone.topic"), f"faults-{uuid.uuid4().hex[:8]}")
+    seeded_spool(spool, Destination(REFUSED, "gone.topic"), f"faults-{uuid.uuid4().hex[:8]}")
     synced = await asyncio.to_thread(sync, spool, run_env, "--timeout", "3")
-    assert synced.returncode == 1
+    assert synced.returncode == 6  # Kafka did not take the events
     assert "delivered 0 events from 0 spool folders" in synced.stderr
     assert "left 101 events on disk" in synced.stderr  # the oversized one was not reached
     assert any(spool.rglob("*.seg")), "what was not sent stays in the spool"
@@ -542,14 +542,11 @@ def blackholed_trainer(env: dict[str, str], run_id: str, trace: Path) -> list[fl
 async def test_a_blackholed_broker_does_not_stop_the_spool_being_synced_every_second(
     run_env: dict[str, str], tmp_path: Path
 ) -> None:
-    with socket.socket() as blackhole:  # connections are accepted by the kernel, never answered
-        blackhole.bind(("127.0.0.1", 0))
-        blackhole.listen(64)
-        host, port = blackhole.getsockname()
+    with blackholed() as broker:  # connections are accepted by the kernel, never answered
         env = {
             **run_env,
             "RUNSTREAM_SPOOL_DIR": str(tmp_path / "spool"),
-            "RUNSTREAM_BOOTSTRAP_SERVERS": f"{host}:{port}",
+            "RUNSTREAM_BOOTSTRAP_SERVERS": broker,
         }
         times = await asyncio.to_thread(
             blackholed_trainer, env, f"faults-hole-{uuid.uuid4().hex[:8]}", tmp_path / "trace"

@@ -12,7 +12,7 @@ from runstream.producer._spool import SegmentCursor
 
 
 def test_orders_round_trip() -> None:
-    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), courier="process")
+    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers="127.0.0.1:1"), courier="process")
     line = protocol.orders(config, Path("/spool/session"))
     assert line.endswith(b"\n")
     assert line.count(b"\n") == 1

@@ -11,13 +11,14 @@ from runstream import ValidationError
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream.producer import Run, RunContext
 from runstream.schemas import EVENT_MAX, TOPIC_MESSAGE_MAX, event_limit, kinds
+from tests.ports import REFUSED
 
 _SURROGATE = "bad-\udce9-name"
 
 
 @pytest.fixture
 def run(tmp_path: Path) -> Iterator[Run]:
-    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path)
+    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers=REFUSED), spool_dir=tmp_path)
     handle = Run(RunContext(run_id="limits-run", experiment="unit"), config)
     yield handle
     handle.close(timeout=0.5)
@@ -61,14 +62,14 @@ def test_a_lone_surrogate_in_the_command_line_does_not_stop_start_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("sys.argv", ["train.py", _SURROGATE])
-    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path)
+    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers=REFUSED), spool_dir=tmp_path)
     run = Run(RunContext(run_id="argv-run", experiment="unit"), config)
     assert run.events_logged == 1  # RunStarted
     run.close(timeout=0.5)
 
 
 def test_a_run_refused_at_start_leaves_no_spool_folder(tmp_path: Path) -> None:
-    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers="127.0.0.1:9"), spool_dir=tmp_path)
+    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers=REFUSED), spool_dir=tmp_path)
     context = RunContext(run_id="refused-run", experiment="unit", name=_SURROGATE)
     with pytest.raises(ValidationError):
         Run(context, config)

@@ -89,7 +89,7 @@ def test_live_folder_is_not_an_orphan_but_dead_one_is(tmp_path: Path) -> None:
     dead = tmp_path / "dead"
     code = (
         "import sys; from pathlib import Path; from runstream.producer._spool import *;"
-        "f = SpoolFolder.create(Path(sys.argv[1]), Destination('127.0.0.1:9', 't'));"
+        "f = SpoolFolder.create(Path(sys.argv[1]), Destination('127.0.0.1:1', 't'));"
         "w = SegmentWriter(f, 10**6);"
         "w.append(b'k', [b'v%d' % i for i in range(10)]); import os; os._exit(0)"
     )
@@ -190,13 +190,13 @@ def test_the_courier_syncs_the_spool_even_while_the_broker_is_away(
 def test_a_folder_records_its_destination_and_only_that_destination_takes_it(
     tmp_path: Path,
 ) -> None:
-    elsewhere = Destination("127.0.0.1:9", "another.topic")
+    elsewhere = Destination(REFUSED, "another.topic")
     for name, destination in (("mine", HERE), ("theirs", elsewhere)):
         SpoolFolder.create(tmp_path / name, destination).unlock()
     (tmp_path / "older").mkdir()  # an older version's folder: no destination recorded
     assert SpoolFolder(tmp_path / "mine").destination() == HERE
     assert SpoolFolder(tmp_path / "older").destination() is None
-    same = Destination(" 127.0.0.1:9 ", "runstream.events")
+    same = Destination(f" {REFUSED} ", "runstream.events")
     found = list(orphaned_folders(tmp_path, bound_for=same))
     assert [f.path.name for f in found] == ["mine"]
     for folder in found:
