@@ -29,7 +29,7 @@ install: venv
 	$(PYTHON) -m pip install -e '.[dev]'
 
 install-ci: venv
-	$(PYTHON) -m pip install -e '.[dev,ddp]'
+	$(PYTHON) -m pip install -e '.[dev,ddp,integrations]'
 
 stack: venv
 	$(RUNSTREAM) stack up

@@ -1,8 +1,9 @@
 """`runstream metrics`: a run's full metric history as CSV, JSON, JSON lines or Parquet.
 
-Rows stream from a server-side cursor in batches, each metric one index range scan in step order,
-inside one read-only snapshot; no more than one batch is in memory, so a 10M-point export needs
-no more memory than a small one. A file is written as `FILE.part` and renamed when complete.
+Rows stream from a server-side cursor in batches (the read layer, `runstream.consumers.read`),
+each metric one index range scan in step order, inside one read-only snapshot; no more than one
+batch is in memory, so a 10M-point export needs no more memory than a small one. A file is
+written as `FILE.part` and renamed when complete.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -24,15 +25,9 @@ from runstream._settings import Settings
 from runstream.cli import _reads
 from runstream.cli._connect import Connection, reader
 from runstream.cli._exits import CommandError, reports_errors
-from runstream.cli._writers import Batch, open_writer
+from runstream.cli._writers import open_writer
+from runstream.consumers.read import queries
 
-BATCH = 50_000
-_COLUMNS = "name, step, rank, time, value"
-_ORDER = "ORDER BY name, step, producer_id, seq, idx"
-_TOTAL = (
-    "SELECT coalesce(sum(count), 0)::bigint FROM metric_latest WHERE run_id = $1 "
-    "AND ($2::text[] IS NULL OR name = ANY($2)) AND ($3::int IS NULL OR rank = $3)"
-)
 stderr = Console(stderr=True)
 
 
@@ -89,11 +84,11 @@ async def _export(run_id: str, names: list[str], rank: int | None, fmt: str, sin
         found = (await _reads.get_run(conn, run_id))["run_id"]
         await _check_names(conn, found, names)
         writer = open_writer(fmt, sink)
-        total = await _total(conn, found, names, rank)
+        total = await queries.metric_total(conn, found, names, rank)
         written = 0
         with _progress(total) as advance:
             async with conn.transaction(readonly=True, isolation="repeatable_read"):
-                async for batch in _batches(conn, found, names, rank):
+                async for batch in queries.export_batches(conn, found, names, rank):
                     writer.write(batch)
                     written += len(batch)
                     advance(len(batch))
@@ -106,30 +101,6 @@ async def _check_names(conn: Connection, run_id: str, names: list[str]) -> None:
     for name in names:
         if name not in known:
             raise _reads.unknown_metric(known, name, f"run {run_id}")
-
-
-async def _total(conn: Connection, run_id: str, names: list[str], rank: int | None) -> int:
-    total: int = await conn.fetchval(_TOTAL, run_id, names or None, rank)
-    return total
-
-
-async def _batches(
-    conn: Connection, run_id: str, names: list[str], rank: int | None
-) -> AsyncIterator[Batch]:
-    """The rows in batches: one scan per name (each in step order), or one for all names."""
-    rank_filter = " AND rank = $3" if rank is not None else ""
-    if names:
-        query = f"SELECT {_COLUMNS} FROM metrics WHERE run_id = $1 AND name = $2{rank_filter}"
-        scans = [(query, [run_id, name]) for name in sorted(set(names))]
-    else:
-        rank_filter = rank_filter.replace("$3", "$2")
-        query = f"SELECT {_COLUMNS} FROM metrics WHERE run_id = $1{rank_filter}"
-        scans = [(query, [run_id])]
-    for query, args in scans:
-        bound = [*args, rank] if rank is not None else args
-        cursor = await conn.cursor(f"{query} {_ORDER}", *bound)
-        while rows := await cursor.fetch(BATCH):
-            yield rows
 
 
 @contextlib.contextmanager

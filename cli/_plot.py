@@ -1,13 +1,13 @@
 """`runstream plot`: training curves against step, several runs and ranks overlaid, as a PNG.
 
-A curve longer than `MAX_POINTS` is averaged into that many step buckets by PostgreSQL, so a
-100M-point run plots as fast as a small one and never travels whole to the client.
+A curve longer than `MAX_POINTS` is averaged into that many step buckets by PostgreSQL (the read
+layer, `runstream.consumers.read`), so a 100M-point run plots as fast as a small one and never
+travels whole to the client.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,22 +20,9 @@ from runstream._settings import Settings
 from runstream.cli import _reads
 from runstream.cli._connect import Connection, reader
 from runstream.cli._exits import CommandError, reports_errors
+from runstream.consumers.read import queries
 
 MAX_POINTS = 5000
-_RAW = (
-    "SELECT rank, step, value FROM metrics WHERE run_id = $1 AND name = $2 "
-    "AND ($3::int IS NULL OR rank = $3) ORDER BY step, time"
-)
-_BUCKETED = (
-    "SELECT rank, min(step) AS step, avg(value) AS value FROM metrics "
-    "WHERE run_id = $1 AND name = $2 AND ($3::int IS NULL OR rank = $3) "
-    "GROUP BY rank, step / $4 ORDER BY rank, 2"
-)
-_LARGEST = (
-    "SELECT max(count) FROM metric_latest WHERE run_id = $1 AND name = $2 "
-    "AND ($3::int IS NULL OR rank = $3)"
-)
-_STEPS = "SELECT min(step), max(step) FROM metrics WHERE run_id = $1 AND name = $2"
 
 
 @dataclass(slots=True)
@@ -85,16 +72,7 @@ async def _run_curves(
     conn: Connection, run: dict[str, Any], metric: str, rank: int | None, *, label_runs: bool
 ) -> list[Curve]:
     run_id = run["run_id"]
-    largest = await conn.fetchval(_LARGEST, run_id, metric, rank)
-    if not largest:
-        return []
-    if largest > MAX_POINTS:
-        bounds = await conn.fetchrow(_STEPS, run_id, metric)
-        low, high = (bounds[0], bounds[1]) if bounds is not None else (0, 0)
-        width = max(1, math.ceil((high - low + 1) / MAX_POINTS))
-        records = await conn.fetch(_BUCKETED, run_id, metric, rank, width)
-    else:
-        records = await conn.fetch(_RAW, run_id, metric, rank)
+    records = await queries.curve_points(conn, run_id, metric, rank, MAX_POINTS)
     by_rank: dict[int, Curve] = {}
     name = run["name"] or run_id[:12]
     for record in records:

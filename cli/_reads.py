@@ -1,199 +1,86 @@
-"""What the CLI reads from PostgreSQL: runs, their ranks, metric summaries, curves and log tails.
+"""What the CLI reads from PostgreSQL, through the read layer (`runstream.consumers.read`).
 
-Every function takes a connection of the read-only role (`runstream.cli._connect.reader`) and
-reads only; none loads a whole metric history (exports stream, see `runstream.cli._export`).
+The queries live there; this module only turns its lookup errors into `CommandError`s with the
+CLI's exit codes and hints. Every function takes a connection of the read-only role
+(`runstream.cli._connect.reader`).
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
 
-import asyncpg
-
+from runstream._errors import AmbiguousRunError, NotFoundError
 from runstream.cli._connect import Connection
 from runstream.cli._exits import CommandError, ExitCode
-
-Row = dict[str, Any]
-LIVE_STATES = ("running", "stalled", "lost")
-_RUN_COLUMNS = (
-    "run_id, experiment, name, status, status_reason, started_at, ended_at, world_size, "
-    "params, tags, host, pid, command, git_commit, last_heartbeat_at, last_progress_at, "
-    "last_step, error, exit_code"
+from runstream.consumers.read import queries
+from runstream.consumers.read.queries import (
+    Row,
+    RunFilter,
+    database_now,
+    extras,
+    launcher_state,
+    log_tail,
+    metric_names,
+    metric_summaries,
+    ranks,
+    recent_values,
 )
-_SUMMARY = """
-SELECT name, count(*) AS ranks, min(rank) AS first_rank, sum(count)::bigint AS count,
-       min(min) AS min, max(max) AS max,
-       (array_agg(value ORDER BY time DESC))[1] AS last,
-       (array_agg(step ORDER BY time DESC))[1] AS step
-FROM metric_latest WHERE run_id = $1 GROUP BY name ORDER BY name
-"""
-_RECENT = """
-SELECT value FROM metrics
-WHERE run_id = $1 AND name = $2 AND rank = $3 ORDER BY step DESC LIMIT $4
-"""
 
-
-def as_row(record: asyncpg.Record) -> Row:
-    """A record as a dict, with jsonb columns decoded."""
-    row = dict(record)
-    for column in ("params", "tags", "row_data"):
-        if isinstance(row.get(column), str):
-            row[column] = json.loads(row[column])
-    return row
-
-
-async def database_now(conn: Connection) -> datetime:
-    """The database's clock (ages are measured against it, not against this machine's)."""
-    now: datetime = await conn.fetchval("SELECT now()")
-    return now
+__all__ = [
+    "Row",
+    "RunFilter",
+    "database_now",
+    "extras",
+    "get_run",
+    "launcher_state",
+    "list_runs",
+    "log_tail",
+    "metric_names",
+    "metric_summaries",
+    "pick_run",
+    "ranks",
+    "recent_values",
+    "unknown_metric",
+]
 
 
 async def list_runs(
     conn: Connection, experiment: str | None, status: str | None, limit: int
 ) -> list[Row]:
     """Newest runs first, optionally of one experiment and one status."""
-    records = await conn.fetch(
-        f"SELECT {_RUN_COLUMNS} FROM runs WHERE ($1::text IS NULL OR experiment = $1) "
-        "AND ($2::text IS NULL OR status = $2) ORDER BY started_at DESC NULLS LAST LIMIT $3",
-        experiment,
-        status,
-        limit,
-    )
-    return [as_row(r) for r in records]
+    return await queries.list_runs(conn, RunFilter(experiment, status, limit=limit))
 
 
 async def get_run(conn: Connection, run_id: str) -> Row:
     """The run `run_id` (or the only run whose id starts with it); `CommandError` otherwise."""
-    record = await conn.fetchrow(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = $1", run_id)
-    if record is None:
-        record = await _by_prefix(conn, run_id)
-    return as_row(record)
-
-
-async def _by_prefix(conn: Connection, prefix: str) -> asyncpg.Record:
-    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    records = await conn.fetch(
-        f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id LIKE $1 ORDER BY run_id LIMIT 6", pattern
-    )
-    if len(records) == 1:
-        return records[0]
-    if records:
-        ids = ", ".join(r["run_id"] for r in records[:5])
-        raise CommandError(
-            f"run id {prefix!r} is ambiguous: it starts {ids}",
-            "Give more of the id.",
-            ExitCode.USAGE,
-        )
-    raise CommandError(f"no run {prefix!r}", await _suggest(conn, prefix), ExitCode.NOT_FOUND)
-
-
-async def _suggest(conn: Connection, run_id: str) -> str:
-    recent = await conn.fetch(
-        "SELECT run_id FROM runs ORDER BY started_at DESC NULLS LAST LIMIT 5000"
-    )
-    close = difflib.get_close_matches(run_id, [r["run_id"] for r in recent], n=3, cutoff=0.6)
-    if close:
-        return "Did you mean: " + ", ".join(close) + "?"
-    return "`runstream runs` lists the runs."
+    try:
+        return await queries.get_run(conn, run_id)
+    except AmbiguousRunError as exc:
+        raise CommandError(exc.message, "Give more of the id.", ExitCode.USAGE) from None
+    except NotFoundError as exc:
+        raise _not_found(exc) from None
 
 
 async def pick_run(conn: Connection, experiment: str, *, latest: bool) -> Row:
     """The newest run of `experiment` (`latest`), or its only live run."""
-    states = None if latest else list(LIVE_STATES)
-    records = await conn.fetch(
-        f"SELECT {_RUN_COLUMNS} FROM runs WHERE experiment = $1 "
-        "AND ($2::text[] IS NULL OR status = ANY($2)) ORDER BY started_at DESC NULLS LAST LIMIT 6",
-        experiment,
-        states,
-    )
-    if not records:
-        which = "no run" if latest else "no live run"
-        hint = None if latest else "--latest picks the newest run, whatever its status."
-        raise CommandError(f"{which} in experiment {experiment!r}", hint, ExitCode.NOT_FOUND)
-    if len(records) > 1 and not latest:
-        ids = ", ".join(r["run_id"] for r in records[:5])
-        raise CommandError(
-            f"experiment {experiment!r} has several live runs: {ids}",
-            "Name one run id, or add --latest for the newest.",
-            ExitCode.USAGE,
-        )
-    return as_row(records[0])
+    try:
+        return await queries.pick_run(conn, experiment, latest=latest)
+    except AmbiguousRunError as exc:
+        several = "Name one run id, or add --latest for the newest."
+        raise CommandError(exc.message, several, ExitCode.USAGE) from None
+    except NotFoundError as exc:
+        hint: str | None = "--latest picks the newest run, whatever its status."
+        if latest:
+            hint = None
+        raise CommandError(exc.message, hint, ExitCode.NOT_FOUND) from None
 
 
-async def metric_summaries(conn: Connection, run_id: str) -> list[Row]:
-    """Per metric over all ranks: last value and step, min, max, count, ranks."""
-    return [as_row(r) for r in await conn.fetch(_SUMMARY, run_id)]
-
-
-async def recent_values(
-    conn: Connection, run_id: str, name: str, rank: int, count: int
-) -> list[float]:
-    """The last `count` values of one rank's metric, oldest first (for sparklines)."""
-    records = await conn.fetch(_RECENT, run_id, name, rank, count)
-    return [float(r["value"]) for r in reversed(records)]
-
-
-async def ranks(conn: Connection, run_id: str) -> list[Row]:
-    """Each rank's liveness, progress and end."""
-    records = await conn.fetch("SELECT * FROM run_ranks WHERE run_id = $1 ORDER BY rank", run_id)
-    return [as_row(r) for r in records]
-
-
-async def log_tail(conn: Connection, run_id: str, count: int) -> list[Row]:
-    """The run's last `count` log records, oldest first."""
-    records = await conn.fetch(
-        "SELECT time, rank, level, logger, message FROM log_records WHERE run_id = $1 "
-        "ORDER BY time DESC, seq DESC LIMIT $2",
-        run_id,
-        count,
-    )
-    return [as_row(r) for r in reversed(records)]
-
-
-async def launcher_state(conn: Connection, run_id: str) -> str | None:
-    """The last state `runstream run` sent for the run; None when no launcher supervises it."""
-    state: str | None = await conn.fetchval(
-        "SELECT state FROM status_events WHERE run_id = $1 AND source = 'launcher' "
-        "ORDER BY time DESC LIMIT 1",
-        run_id,
-    )
-    return state
-
-
-async def extras(conn: Connection, run_id: str) -> Row:
-    """Text metrics (last value each), tables (row counts) and files (sizes) of a run."""
-    texts = await conn.fetch(
-        "SELECT DISTINCT ON (name) name, step, value FROM text_metrics WHERE run_id = $1 "
-        "ORDER BY name, step DESC, time DESC",
-        run_id,
-    )
-    tables = await conn.fetch(
-        "SELECT table_name AS name, count(*) AS rows FROM table_rows WHERE run_id = $1 "
-        "GROUP BY table_name ORDER BY table_name",
-        run_id,
-    )
-    files = await conn.fetch(
-        "SELECT name, media_type, size, step FROM files WHERE run_id = $1 ORDER BY name, time",
-        run_id,
-    )
-    return {
-        "text": [as_row(r) for r in texts],
-        "tables": [as_row(r) for r in tables],
-        "files": [as_row(r) for r in files],
-    }
-
-
-async def metric_names(conn: Connection, run_ids: Sequence[str]) -> list[str]:
-    """Names of the scalar metrics the given runs logged."""
-    records = await conn.fetch(
-        "SELECT DISTINCT name FROM metric_latest WHERE run_id = ANY($1::text[]) ORDER BY name",
-        list(run_ids),
-    )
-    return [r["name"] for r in records]
+def _not_found(exc: NotFoundError) -> CommandError:
+    hint = "`runstream runs` lists the runs."
+    if exc.suggestions:
+        hint = "Did you mean: " + ", ".join(exc.suggestions) + "?"
+    return CommandError(exc.message, hint, ExitCode.NOT_FOUND)
 
 
 def unknown_metric(names: Sequence[str], wanted: str, runs: str) -> CommandError:

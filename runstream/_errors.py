@@ -5,10 +5,14 @@ RunstreamError
 ├── ValidationError (ValueError)    an event that breaks the rules, raised in the caller
 ├── DecodeError (ValueError)        bytes that are not a valid event; carries a dead-letter reason
 ├── ClosedError (RuntimeError)      a call on a run or producer that is already closed
+├── NotFoundError (LookupError)     a run, metric, table or file the database does not hold
+├── AmbiguousRunError (LookupError) a run id prefix (or an experiment) that names several runs
 └── TransportError (OSError)        Kafka or PostgreSQL trouble; `retriable` says whether to retry
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class RunstreamError(Exception):
@@ -44,6 +48,24 @@ class DecodeError(RunstreamError, ValueError):
 
 class ClosedError(RunstreamError, RuntimeError):
     """The run or producer was closed; nothing more can be logged through it."""
+
+
+class NotFoundError(RunstreamError, LookupError):
+    """What was asked for is not stored; `suggestions` holds close names, when there are any."""
+
+    def __init__(self, message: str, suggestions: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.suggestions = tuple(suggestions)
+
+
+class AmbiguousRunError(RunstreamError, LookupError):
+    """Several runs match where one was meant; `matches` holds (some of) them."""
+
+    def __init__(self, message: str, matches: Sequence[str]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.matches = tuple(matches)
 
 
 class TransportError(RunstreamError, OSError):

@@ -15,9 +15,11 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_runstream_exports() -> None:
     assert runstream.__all__ == [
+        "AmbiguousRunError",
         "ClosedError",
         "ConfigError",
         "DecodeError",
+        "NotFoundError",
         "RunstreamError",
         "TransportError",
         "ValidationError",

@@ -1,0 +1,1 @@
+"""Drop-in replacements for other trackers' logging APIs: change one import line."""
