@@ -61,7 +61,7 @@ def records_table(records: Sequence[Any], columns: Sequence[str]) -> pyarrow.Tab
     schema = _schema(columns)
     values = list(zip(*records, strict=True)) if records else [() for _ in columns]
     arrays = [pa.array(v, type=f.type) for v, f in zip(values, schema, strict=True)]
-    table: pyarrow.Table = pyarrow.Table.from_arrays(arrays, schema=schema)
+    table: pyarrow.Table = pa.Table.from_arrays(arrays, schema=schema)
     return table
 
 
@@ -71,7 +71,7 @@ def dicts_table(rows: Sequence[dict[str, Any]]) -> pyarrow.Table:
     columns: dict[str, None] = {}
     for row in rows:
         columns.update(dict.fromkeys(row))
-    table: pyarrow.Table = pyarrow.Table.from_pylist([dict(row) for row in rows], schema=None)
+    table: pyarrow.Table = pa.Table.from_pylist([dict(row) for row in rows], schema=None)
     return table.select(list(columns)) if rows else pa.table({})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import asyncpg
@@ -31,3 +32,20 @@ class Rows:
             return await getattr(connection, method)(query, *args)
         finally:
             await connection.close()
+
+
+def wait_for_run(
+    rows: Rows, run_id: str, *, status: str = "completed", metrics: int = 0, within: float = 120
+) -> None:
+    """Block until PostgreSQL holds the run in `status` with at least `metrics` scalar values."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = rows.fetchrow(
+            "SELECT status, (SELECT count(*) FROM metrics WHERE run_id = $1) AS values "
+            "FROM runs WHERE run_id = $1",
+            run_id,
+        )
+        if found is not None and found["status"] == status and found["values"] >= metrics:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"run {run_id} not stored as {status} with {metrics} values: {found}")
