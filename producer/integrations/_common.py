@@ -49,7 +49,8 @@ class RunOpener:
     """Opens this process's handle on the run lazily, at the framework's first log.
 
     After the run ended (`end`), the next log opens it again: a later `trainer.test()` resumes
-    the same run (rank 0 announces it again; the run is running until that ends too).
+    the same run (rank 0 announces it again; the run is running until that ends too). A run
+    handed in (`given`) is the caller's: it is used as it is and never ended here.
     """
 
     experiment: str | None
@@ -59,9 +60,12 @@ class RunOpener:
     tags: Mapping[str, object] | None = None
     config: ProducerConfig | None = None
     run: Run | None = field(default=None, repr=False)
+    given: Run | None = field(default=None, repr=False)
 
     def get(self) -> Run:
         """This process's run, opened on first use."""
+        if self.given is not None:
+            return self.given
         if self.run is None or self.run.finished is not None:
             self.run = self._open()
         return self.run
@@ -93,7 +97,7 @@ class RunOpener:
     def end(self, state: str, error: BaseException | None = None) -> None:
         """End this rank's part of the run (completed, failed with `error`, canceled)."""
         run = self.run
-        if run is None or run.finished is not None:
+        if self.given is not None or run is None or run.finished is not None:
             return
         if state == "completed":
             run.complete()
@@ -101,6 +105,19 @@ class RunOpener:
             run.fail(error)
         else:
             run.cancel(str(error) if error else None)
+
+
+def opener(
+    experiment: str | None,
+    name: str | None,
+    run_id: str | None,
+    run: Run | None,
+    **options: Any,
+) -> RunOpener:
+    """The opener of an integration: of `run` when given (its id wins), else of a run of its own."""
+    if run is not None:
+        return RunOpener(run.experiment, name, run.run_id, given=run)
+    return RunOpener(experiment, name, shared_run_id(run_id), **options)
 
 
 def flat_params(
