@@ -11,6 +11,7 @@ from runstream.cli import (
     _export,
     _grafana,
     _launch,
+    _logcmd,
     _plot,
     _query,
     _stack,
@@ -52,6 +53,7 @@ app.add_typer(experiments_app, name="experiments")
 app.command(name="show", help=unwrap(_query.show.__doc__))(_query.show)
 app.command(name="metrics", help=unwrap(_export.metrics.__doc__))(_export.metrics)
 app.command(name="plot", help=unwrap(_plot.plot.__doc__))(_plot.plot)
+app.command(name="log", help=unwrap(_logcmd.log.__doc__))(_logcmd.log)
 
 
 def main() -> None:
