@@ -7,7 +7,8 @@
 - every value `self.log` sends (and Lightning's `epoch`) at the trainer's global step;
 - `save_hyperparameters()` and `log_hyperparams` as params, nested keys flattened to `a/b`;
 - the run ends with the trainer: `completed` after fit, `failed` with the traceback when a step
-  raises, `canceled` on Ctrl-C or when Lightning stops for a signal;
+  raises, `canceled` on Ctrl-C or when Lightning stops for a signal (a run handed in with
+  `run=` is the caller's: it is logged to and left open);
 - under `strategy="ddp"` (or torchrun) every rank logs to the same run with its own rank, as
   `get_run()` does; see `runstream.producer.integrations` for how the run id reaches each rank.
 
@@ -25,7 +26,7 @@ from lightning.pytorch.loggers import Logger
 
 from runstream._config import ProducerConfig
 from runstream.producer._run import Run
-from runstream.producer.integrations._common import RunOpener, flat_params, numbers, shared_run_id
+from runstream.producer.integrations._common import flat_params, numbers, opener
 
 _ENDINGS = {"success": "completed", "failed": "failed"}
 
@@ -39,11 +40,12 @@ class RunstreamLogger(Logger):
         name: str | None = None,
         *,
         run_id: str | None = None,
+        run: Run | None = None,
         tags: Mapping[str, object] | None = None,
         config: ProducerConfig | None = None,
     ) -> None:
         super().__init__()
-        self._opener = RunOpener(experiment, name, shared_run_id(run_id), tags=tags, config=config)
+        self._opener = opener(experiment, name, run_id, run, tags=tags, config=config)
 
     @property
     def name(self) -> str | None:

@@ -14,7 +14,8 @@
   evaluation or a save it says how long the next one may take (`expect_next_in`: twice the
   longest one so far, at least `min_expect_next_in`), so the watchdog waits that long;
 - the run completes when training ends; an exception that escapes `train()` fails it with the
-  traceback (runstream's own process hooks, as for `start_run`).
+  traceback (runstream's own process hooks, as for `start_run`). A run handed in with `run=`
+  is the caller's: it is logged to and left open.
 
 Under torchrun or Accelerate every process joins the run with its own rank (each reports its
 progress and its end); the logs, which the Trainer has already gathered, come from the world's
@@ -30,7 +31,8 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from runstream._config import ProducerConfig
-from runstream.producer.integrations._common import RunOpener, flat_params, numbers, shared_run_id
+from runstream.producer._run import Run
+from runstream.producer.integrations._common import flat_params, numbers, opener
 
 PROGRESS_EVERY = 1.0
 
@@ -44,11 +46,12 @@ class RunstreamCallback(TrainerCallback):
         name: str | None = None,
         *,
         run_id: str | None = None,
+        run: Run | None = None,
         tags: Mapping[str, object] | None = None,
         config: ProducerConfig | None = None,
         min_expect_next_in: float = 60.0,
     ) -> None:
-        self._opener = RunOpener(experiment, name, shared_run_id(run_id), tags=tags, config=config)
+        self._opener = opener(experiment, name, run_id, run, tags=tags, config=config)
         self._min_expect = min_expect_next_in
         self._longest_pause = 0.0  # the longest evaluation or save so far, in seconds
         self._paused_at: float | None = None
