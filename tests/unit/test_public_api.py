@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import runstream
+import runstream.compat.wandb
+import runstream.consumers.read
 import runstream.producer
 import runstream.producer.logging
 import runstream.schemas
@@ -40,6 +42,19 @@ def test_producer_exports() -> None:
     assert runstream.producer.logging.__all__ == ["RunLogHandler"]
 
 
+def test_read_api_exports() -> None:
+    assert runstream.consumers.read.__all__ == [
+        "FRAME_KINDS",
+        "LIVE_STATES",
+        "AmbiguousRunError",
+        "AsyncClient",
+        "Client",
+        "FrameKind",
+        "NotFoundError",
+        "RunFilter",
+    ]
+
+
 def _isort_key(name: str) -> tuple[int, str]:
     """Constants, then classes, then functions: the order ruff keeps `__all__` in."""
     kind = 0 if name.isupper() else 1 if name[0].isupper() else 2
@@ -47,7 +62,14 @@ def _isort_key(name: str) -> tuple[int, str]:
 
 
 def test_exports_are_sorted_and_resolve() -> None:
-    for module in (runstream, runstream.producer, runstream.schemas):
+    modules = (
+        runstream,
+        runstream.producer,
+        runstream.schemas,
+        runstream.consumers.read,
+        runstream.compat.wandb,
+    )
+    for module in modules:
         assert module.__all__ == sorted(module.__all__, key=_isort_key)
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
