@@ -53,7 +53,8 @@ def _from_array(name: str, array: Any) -> Any:
         import numpy as np  # noqa: PLC0415 - optional dependencies
         from PIL import Image  # noqa: PLC0415
     except ImportError as exc:
-        raise ImportError("images from arrays need numpy and Pillow: pip install pillow") from exc
+        hint = "pip install 'runstream[compat]'"
+        raise ImportError(f"images from arrays need numpy and Pillow: {hint}") from exc
     values = np.asarray(array)
     if values.ndim not in (2, 3):
         raise ValidationError(name, values.shape, "an image array HxW, HxWx3 or HxWx4")
