@@ -1,11 +1,11 @@
 """What every framework integration shares: joining one run from every rank, flat params, numbers.
 
-The run id every rank joins, first found wins: the `run_id` given; `RUNSTREAM_RUN_ID` or a
-launcher's job id (`torchrun`, SLURM, Open MPI: as `get_run()` does); else a new id, which is put
-in this process's `RUNSTREAM_RUN_ID` so that the rank processes a framework launches from it
-(Lightning's DDP re-runs the script, Transformers and Accelerate use `torchrun`) join the same
-run. Rank and world size come from `torch.distributed` once it is initialised (the framework
-has set it up by the time its first log arrives), else from the launcher's variables.
+The run id every rank joins, first found wins: the `run_id` given; `RUNSTREAM_RUN_ID` (read with
+the settings) or a launcher's job id (`torchrun`, SLURM, Open MPI: as `get_run()` does); else a
+new id, which is put in this process's `RUNSTREAM_RUN_ID` so that the rank processes a framework
+launches from it (Lightning's DDP re-runs the script, Transformers and Accelerate use `torchrun`)
+join the same run. Rank and world size come from `torch.distributed` once it is initialised (the
+framework has set it up by the time its first log arrives), else from the launcher's variables.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ _RUN_ID = "RUNSTREAM_RUN_ID"
 
 def shared_run_id(run_id: str | None) -> str:
     """The run id every rank of this job joins (see the module's docstring)."""
-    found = run_id or launcher_run_id(os.environ)
+    from runstream._settings import Settings  # noqa: PLC0415 - entry point reads the env
+
+    found = run_id or Settings().run_id or launcher_run_id(os.environ)
     if found is None:
         found = new_run_id()
         os.environ[_RUN_ID] = found
