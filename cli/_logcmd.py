@@ -10,7 +10,8 @@ run` reads output. The lines are shipped by a `LogSource`: the run's status, par
 stay what the training processes say. Standard input ends the command when it closes (the writer
 exited); `--follow FILE` reads FILE from its start and then what is appended (a file truncated or
 replaced, as log rotation does, is read again from its start) until Ctrl-C or SIGTERM. Either way
-every line read is flushed to Kafka (or left in the spool for `runstream sync`) before it exits 0.
+every line read is flushed to Kafka before it exits 0; lines Kafka did not take within 10 s stay
+in the spool for `runstream sync` (exit code 6).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from rich.console import Console
 from runstream import RunstreamError
 from runstream._settings import Settings
 from runstream.cli._capture import LineSplitter
-from runstream.cli._exits import CommandError, reports_errors
+from runstream.cli._exits import CommandError, ExitCode, reports_errors
 from runstream.producer import RunContext
 from runstream.producer._source import LogSource
 
@@ -88,9 +89,11 @@ def log(
     report = shipper.close(CLOSE_TIMEOUT)
     console.print(f"added {shipper.lines} lines from {source} to run {run_id}")
     if not report.delivered:
-        console.print(
-            f"Kafka did not acknowledge {report.remaining} events within {CLOSE_TIMEOUT:g}s; "
-            f"they wait in {report.spool_path}: run `runstream sync` once it is reachable."
+        raise CommandError(
+            f"Kafka did not take {report.remaining} lines within {CLOSE_TIMEOUT:g}s; they wait "
+            f"in {report.spool_path}",
+            "Run `runstream sync` once Kafka is reachable.",
+            ExitCode.KAFKA,
         )
 
 
@@ -115,7 +118,9 @@ def _stdin_chunks() -> Iterator[bytes]:
 def _followed(path: Path) -> Iterator[bytes]:
     """FILE's bytes from its start, then as they are appended; reopened when rotated."""
     if not path.is_file():
-        raise CommandError(f"--follow {path}: no such file", "Give a log file that exists.")
+        raise CommandError(
+            f"--follow {path}: no such file", "Give a log file that exists.", ExitCode.NOT_FOUND
+        )
     file = path.open("rb")
     try:
         while True:

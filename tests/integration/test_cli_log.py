@@ -145,3 +145,17 @@ def test_a_bad_run_id_is_a_clear_error(run_env: dict[str, str]) -> None:
     )
     assert done.returncode == 2
     assert "run_id" in done.stderr
+
+
+def test_following_a_missing_file_is_not_found(run_env: dict[str, str], tmp_path: Path) -> None:
+    missing = tmp_path / "nothing.log"
+    done = subprocess.run(
+        [*RUNSTREAM, "log", "some-run", "--follow", str(missing)],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3
+    assert f"--follow {missing}: no such file" in done.stderr
