@@ -75,6 +75,7 @@ def lightning_round(steps: int, run: Any) -> float:
 def transformers_round(steps: int, run: Any) -> float:
     import torch
     from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
 
     from runstream.producer.integrations.transformers import RunstreamCallback
 
@@ -94,6 +95,7 @@ def transformers_round(steps: int, run: Any) -> float:
             model=BertForSequenceClassification(config), args=args, train_dataset=data,
             callbacks=callbacks,
         )  # fmt: skip
+        trainer.remove_callback(PrinterCallback)  # the log lines printed with tqdm off
         return _timed(trainer.train)
 
 

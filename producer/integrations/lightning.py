@@ -71,10 +71,11 @@ class RunstreamLogger(Logger):
     def log_hyperparams(
         self, params: Mapping[str, Any] | Namespace, *args: Any, **kwargs: Any
     ) -> None:
-        """Hyperparameters as params (nested keys as `a/b`)."""
+        """Hyperparameters as params (nested keys as `a/b`), recorded by rank 0."""
         mapping = vars(params) if isinstance(params, Namespace) else dict(params)
-        if mapping:
-            self.experiment.log_params(flat_params(mapping))
+        run = self.experiment
+        if mapping and run.rank == 0:  # every rank has them; the run's announcer records them
+            run.log_params(flat_params(mapping))
 
     def finalize(self, status: str) -> None:
         """End this rank's part of the run as the trainer ended (called once per `fit`/`test`)."""

@@ -81,9 +81,10 @@ def test_ddp_on_two_processes_is_one_run_with_two_ranks(
     wait_for_run(db, run_id, metrics=sum(len(r["logged"]) for r in ranks))
     for rank, logged in enumerate(ranks):
         assert stored_losses(db, run_id, rank) == [(s, v) for _, s, v in logged["logged"]]
-    run = db.fetchrow("SELECT status, world_size FROM runs WHERE run_id = $1", run_id)
+    run = db.fetchrow("SELECT status, world_size, params FROM runs WHERE run_id = $1", run_id)
     assert run is not None
     assert (run["status"], run["world_size"]) == ("completed", 2)
+    assert json.loads(run["params"]) == {"lr": "0.05", "hidden": "4", "fail": "False"}
     statuses = db.fetch("SELECT rank, status FROM run_ranks WHERE run_id = $1 ORDER BY 1", run_id)
     assert [(r["rank"], r["status"]) for r in statuses] == [(0, "completed"), (1, "completed")]
 
