@@ -201,12 +201,12 @@ class Client:
     """
 
     def __init__(self, config: DatabaseConfig | None = None) -> None:
+        self._async = AsyncClient(config)  # a bad config fails here, before a thread starts
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="runstream-read", daemon=True
         )
         self._thread.start()
-        self._async = AsyncClient(config)
 
     def _call(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         if threading.current_thread() is self._thread:

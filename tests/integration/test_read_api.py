@@ -46,6 +46,14 @@ def bits(number: float) -> bytes:
     return b"nan" if math.isnan(number) else struct.pack("<d", number)
 
 
+def same_mean(got: float, want: float) -> bool:
+    """Equal, to the last bits a different summation order may change (PostgreSQL's avg adds
+    in scan order, which two plans of one query need not share)."""
+    if math.isnan(want) or math.isinf(want):
+        return bits(got) == bits(want)
+    return math.isclose(got, want, rel_tol=1e-12, abs_tol=1e-300)
+
+
 def key(row: tuple[Any, ...]) -> tuple[Any, ...]:
     name, step, rank, time, number = row
     return name, step, rank, time, bits(number)
@@ -126,7 +134,8 @@ def test_aggregation_across_ranks_matches_sql(big_run: str, client: Client, db: 
     assert len(got) == len(expected) == 2 * STEPS
     for row, want in zip(got, expected, strict=True):
         assert row[:2] == (want[0], want[1])
-        assert [bits(v) for v in row[2:5]] == [bits(v) for v in want[2:5]]
+        assert (bits(row[2]), bits(row[4])) == (bits(want[2]), bits(want[4]))  # min, max exact
+        assert same_mean(row[3], want[3])
         assert row[5] == want[5] == RANKS
     step5 = next(r for r in got if r[:2] == ("loss", 5))
     assert step5[4] == 42.0  # the repeated value counts
