@@ -48,8 +48,18 @@ def _serve(
     address_file: Path | None,
     extra: Callable[[], str] | None = None,
 ) -> None:
-    """Serve `registry` on `address`, run `service` until SIGTERM/SIGINT, then stop serving."""
-    from runstream.consumers import Address, MetricsEndpoint, run_until_signalled  # noqa: PLC0415
+    """Serve `registry` on `address`, run `service` until SIGTERM/SIGINT, then stop serving.
+
+    A configuration that cannot work (a refused login or right, a missing topic or database) is
+    logged and ends the process with exit status 78, which the stack's supervisor does not retry.
+    """
+    from runstream.consumers import (  # noqa: PLC0415
+        EXIT_CONFIG,
+        Address,
+        MetricsEndpoint,
+        ServiceMisconfigured,
+        run_until_signalled,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     endpoint = MetricsEndpoint(registry, Address.parse(address, variable), extra=extra)
@@ -58,6 +68,9 @@ def _serve(
         write_address(address_file, endpoint.host, endpoint.port)
     try:
         asyncio.run(run_until_signalled(service, Settings().shutdown_timeout))
+    except ServiceMisconfigured as exc:
+        log.error("cannot run: %s", exc)  # noqa: TRY400 - the message is the whole story
+        raise typer.Exit(EXIT_CONFIG) from None
     finally:
         endpoint.close()
 

@@ -131,11 +131,14 @@ def _status_table(statuses: list[local.ServiceStatus]) -> Table:
     table = Table("service", "health")
     table.add_column("address", no_wrap=True)
     table.add_column("pid", justify="right")
+    table.add_column("restarts", justify="right")
     table.add_column("detail")
     for s in statuses:
         style = _HEALTH_STYLE.get(s.health, "red")
         pid = str(s.pid) if s.pid else "-"
-        table.add_row(s.name, f"[{style}]{s.health}[/]", s.address, pid, escape(s.detail))
+        restarts = str(s.restarts) if s.restarts else "-"
+        health = f"[{style}]{s.health}[/]"
+        table.add_row(s.name, health, s.address, pid, restarts, escape(s.detail))
     return table
 
 

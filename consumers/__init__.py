@@ -1,10 +1,12 @@
 """Persist, export and watchdog services; database migrations; the shared consume loop."""
 
 from runstream._config import EXPORT_GROUP, PERSIST_GROUP, Address
+from runstream._errors import EXIT_CONFIG
 from runstream.consumers._collector import RunCollector
 from runstream.consumers._database import Database, DatabaseUnavailable, RejectedByDatabase
 from runstream.consumers._decode import DeadLetter, DecodedBatch, decode_batch, decode_record
 from runstream.consumers._export import ExportService, ExportSink
+from runstream.consumers._failfast import ServiceMisconfigured
 from runstream.consumers._health import ConsumerHealth, MetricsEndpoint
 from runstream.consumers._labels import safe_label
 from runstream.consumers._livestate import LiveRun, LiveRuns
@@ -24,6 +26,7 @@ from runstream.consumers._verdicts import Verdict, WatchPolicy, judge
 from runstream.consumers._watchdog import RunWatchdog, WatchdogHealth
 
 __all__ = [
+    "EXIT_CONFIG",
     "EXPORT_GROUP",
     "PERSIST_GROUP",
     "Address",
@@ -50,6 +53,7 @@ __all__ = [
     "RunState",
     "RunWatchdog",
     "Service",
+    "ServiceMisconfigured",
     "Verdict",
     "WatchPolicy",
     "WatchdogHealth",

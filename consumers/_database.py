@@ -1,5 +1,7 @@
 """`Database`: an asyncpg pool that tells database trouble (retry later) from rejected data.
 
+A refused login (SQLSTATE class 28: wrong password, no `pg_hba.conf` entry) and a database that
+does not exist (3D000) are `ServiceMisconfigured`: retrying cannot fix them, so the services exit.
 Connection refused, PostgreSQL restarting or shutting down, lost connections, deadlocks, full disks,
 timeouts and a driver that lost track of a dying connection all become `DatabaseUnavailable`
 (retriable: the services pause and retry, never dead-letter). Only data PostgreSQL refuses (SQLSTATE
@@ -12,17 +14,21 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeAlias
+from urllib.parse import urlsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from runstream._config import DatabaseConfig
 from runstream._errors import RunstreamError, TransportError
+from runstream.consumers._failfast import ServiceMisconfigured
 
 ConnectionInit: TypeAlias = (
     "Callable[[asyncpg.Connection[asyncpg.Record]], Coroutine[Any, Any, None]]"
 )
 _DATA_CLASSES = ("22", "23")
+_LOGIN_REFUSED = ("28",)
+_NO_DATABASE = "3D000"
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 
@@ -86,10 +92,11 @@ class Database:
                     # under a query): this connection must not go back to the pool.
                     conn.terminate()
                     raise
-        except (RejectedByDatabase, DatabaseUnavailable):
+        except (RejectedByDatabase, DatabaseUnavailable, ServiceMisconfigured):
             raise
+        except asyncpg.PostgresError as exc:
+            raise _classified(exc, self.config.url) from exc
         except (
-            asyncpg.PostgresError,
             asyncpg.InterfaceError,
             asyncpg.InternalClientError,
             OSError,
@@ -108,3 +115,18 @@ class Database:
                     await pool.close()
             except TimeoutError:
                 pool.terminate()
+
+
+def _classified(exc: asyncpg.PostgresError, url: str) -> RunstreamError:
+    """`exc` as what it means to a service: a misconfiguration, refused data or unavailability."""
+    sqlstate = str(exc.sqlstate or "")
+    if sqlstate.startswith(_LOGIN_REFUSED) or sqlstate == _NO_DATABASE:
+        parts = urlsplit(url)
+        where = f"{parts.hostname}:{parts.port or 5432}{parts.path}"
+        return ServiceMisconfigured(
+            f"PostgreSQL at {where} refused user {parts.username!r}: {exc} "
+            "(check the service's database URL: RUNSTREAM_DATABASE_URL or _READ_URL)"
+        )
+    if is_rejected_data(exc):
+        return RejectedByDatabase(f"PostgreSQL refused the data: {exc}")
+    return DatabaseUnavailable(f"PostgreSQL unavailable: {exc!r}")

@@ -9,6 +9,8 @@
 - A sink that raises a retriable `TransportError` (database down, restarting) pauses every
   partition; the loop keeps polling (so the group keeps it as a member) and retries the same batch
   with exponential backoff, commits nothing meanwhile, and resumes by itself.
+- What retrying cannot fix ends the loop with a `ServiceMisconfigured` naming the setting: Kafka
+  refusing the login or a right, a topic the brokers do not have (see `_failfast`).
 - Every aiokafka call that can hang runs under a timeout. On stop, the current batch finishes (the
   service cancels it past its deadline), written offsets are committed and the group is left.
 """
@@ -24,11 +26,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError
 
 from runstream._config import EXPORT_GROUP, PERSIST_GROUP, KafkaConfig
 from runstream._errors import TransportError
 from runstream.consumers._decode import DecodedBatch, decode_batch
+from runstream.consumers._failfast import check_topic, explain_bootstrap_failure, refused_right
 from runstream.consumers._health import ConsumerHealth
 from runstream.schemas import EventCodec
 
@@ -132,6 +135,7 @@ class ConsumeLoop:
             try:
                 await self._connect()
             except (KafkaError, TransportError) as exc:
+                await self._raise_if_fatal(exc)
                 log.warning("Kafka unavailable (%s); retrying in %.1fs", exc, delay)
                 await _sleep_unless(stop, delay)
                 delay = min(delay * 2, self.options.backoff_max)
@@ -151,9 +155,18 @@ class ConsumeLoop:
         self._consumer.subscribe([self.kafka.topic], listener=_Assignment(self))
         try:
             await self._timed(self._consumer.start(), "consumer start")
+            await check_topic(self._consumer, self.kafka)
         except BaseException:
             await asyncio.shield(self._consumer.stop())
             raise
+
+    async def _raise_if_fatal(self, exc: BaseException) -> None:
+        """Raise `ServiceMisconfigured` if `exc` is a refused login or right (retrying is vain)."""
+        fatal = refused_right(self.kafka, exc, self.options.group_id)
+        if fatal is None and isinstance(exc, KafkaConnectionError):
+            fatal = await explain_bootstrap_failure(self.kafka)
+        if fatal is not None:
+            raise fatal from exc
 
     async def _close(self) -> None:
         try:
@@ -195,6 +208,7 @@ class ConsumeLoop:
         try:
             return await self._poll(self.options.poll_seconds)
         except (KafkaError, TransportError) as exc:
+            await self._raise_if_fatal(exc)
             if not getattr(exc, "retriable", False):
                 raise
             log.warning("Kafka poll failed (%s); retrying", exc)

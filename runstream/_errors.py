@@ -14,6 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+EXIT_CONFIG = 78
+"""Exit status of a service that stopped because its configuration cannot work (sysexits'
+EX_CONFIG): a refused login or right, a missing topic or database. Supervisors do not retry it."""
+
 
 class RunstreamError(Exception):
     """Root of every error runstream raises on purpose."""

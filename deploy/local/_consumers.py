@@ -1,11 +1,15 @@
 """The runstream services the stack runs: `runstream consume persist | export | watchdog`.
 
 Each one serves `/metrics` on its own address; that answering is what healthy means. A service
-whose command does not exist yet is skipped, and a marker file says so to `status`.
+whose command does not exist yet is skipped, and a marker file says so to `status`. Each runs under
+a `ServiceSupervisor` (its pid is the one in the pid file): a service that dies is started again,
+and `status` shows how often that happened and how the last one ended.
 """
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +18,7 @@ from runstream.deploy.local._commands import cli_argv, service_env
 from runstream.deploy.local._config import http_url
 from runstream.deploy.local._probes import http_ok
 from runstream.deploy.local._service import Service, ServiceStatus
+from runstream.deploy.local._supervisor import SupervisorState
 
 
 class ConsumerService(Service):
@@ -31,11 +36,19 @@ class ConsumerService(Service):
         """Present while the service is skipped because its command does not exist yet."""
         return self.home / "skipped"
 
+    @property
+    def supervisor_file(self) -> Path:
+        """The supervisor's state: the service's pid now, its restarts, how the last one ended."""
+        return self.home / "supervisor.json"
+
     def launch(self) -> int:
-        """Start the service with the stack's `RUNSTREAM_*` environment."""
+        """Start the service's supervisor with the stack's `RUNSTREAM_*` environment."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.skip_marker.unlink(missing_ok=True)
-        argv = cli_argv(*self.command.split())
+        self.supervisor_file.unlink(missing_ok=True)
+        supervisor = [sys.executable, "-m", "runstream.deploy.local._supervisor"]
+        supervisor += [str(self.supervisor_file), "--log", str(self.log_file), "--"]
+        argv = supervisor + cli_argv(*self.command.split())
         env = service_env(self.config)
         return _process.spawn(argv, log_file=self.log_file, cwd=self.home, env=env)
 
@@ -44,12 +57,21 @@ class ConsumerService(Service):
         return await http_ok(f"{http_url(self.address)}/metrics")
 
     async def status(self) -> ServiceStatus:
-        """As for every service, but `skipped` while its command does not exist."""
+        """As for every service, with the supervisor's restarts; `skipped` without its command."""
         status = await super().status()
         if status.health == "stopped" and self.skip_marker.exists():
             detail = self.skip_marker.read_text().strip()
             return replace(status, health="skipped", detail=detail)
-        return status
+        supervised = SupervisorState.read(self.supervisor_file)
+        if supervised is None or status.health == "foreign":
+            return status
+        running = status.pid is not None
+        return replace(
+            status,
+            pid=supervised.child_pid if running else None,
+            restarts=supervised.restarts,
+            detail=_supervised_detail(supervised, running=running),
+        )
 
     def mark_skipped(self) -> None:
         """Remember that the command was missing when the stack came up."""
@@ -88,3 +110,15 @@ class WatchdogService(ConsumerService):
     def address(self) -> str:
         """Bind address of its health and metrics endpoint."""
         return self.config.watchdog_health_address
+
+
+def _supervised_detail(state: SupervisorState, *, running: bool) -> str:
+    """`last: killed by SIGKILL at 14:02:11`, or why the supervisor gave up."""
+    if not state.last_exit:
+        return ""
+    when = time.strftime("%H:%M:%S", time.localtime(state.last_exit_at or 0))
+    if state.gave_up:
+        return f"gave up at {when}: {state.last_exit} (retrying cannot help; see its log)"
+    if not running:
+        return f"last ended {when}: {state.last_exit}"
+    return f"last: {state.last_exit} at {when}"

@@ -45,7 +45,8 @@ class ServiceStatus:
 
     `health` is `healthy` (ours and answering), `starting` (ours, not answering yet), `stopped`,
     `foreign` (something this stack did not start answers on its port) or `skipped` (its command
-    does not exist yet).
+    does not exist yet). For a supervised service `pid` is the serving process (not its
+    supervisor's) and `restarts` counts the times it died and was started again.
     """
 
     name: str
@@ -53,6 +54,7 @@ class ServiceStatus:
     health: Health
     pid: int | None
     detail: str = ""
+    restarts: int = 0
 
 
 class Service(abc.ABC):
