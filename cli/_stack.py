@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from runstream._errors import ConfigError
 from runstream._settings import Settings
 from runstream.cli._exits import CommandError, ExitCode, reports_errors
 from runstream.deploy import local
@@ -41,9 +42,19 @@ def install() -> None:
 
 @app.command()
 @reports_errors
-def up() -> None:
+def up(
+    brokers: Annotated[
+        int | None,
+        typer.Option(
+            "--brokers",
+            help="Kafka nodes: 1, or 3 for a cluster (default: what the stack was made with).",
+        ),
+    ] = None,
+) -> None:
     """Start what is not running and wait until every service answers (idempotent)."""
     config = _config()
+    if brokers is not None:
+        config = _with_brokers(config, brokers)
     began = time.monotonic()
     started = _drive(lambda progress: local.up(config, progress))
     took = time.monotonic() - began
@@ -109,6 +120,13 @@ def env() -> None:
 
 def _config() -> local.StackConfig:
     return local.StackConfig.from_settings(Settings())
+
+
+def _with_brokers(config: local.StackConfig, brokers: int) -> local.StackConfig:
+    try:
+        return dataclasses.replace(config, brokers=brokers)
+    except ConfigError as exc:
+        raise CommandError(f"--brokers {brokers}: expected 1 or 3", code=ExitCode.USAGE) from exc
 
 
 def _drive(action: Callable[[local.Progress], Coroutine[Any, Any, _T]]) -> _T:

@@ -152,10 +152,10 @@ class ConsumeLoop:
             max_poll_records=self.options.max_records,
             **self.kafka.client_options(),
         )
-        self._consumer.subscribe([self.kafka.topic], listener=_Assignment(self))
         try:
             await self._timed(self._consumer.start(), "consumer start")
-            await check_topic(self._consumer, self.kafka)
+            await check_topic(self._consumer, self.kafka)  # before subscribing, which would wait
+            self._consumer.subscribe([self.kafka.topic], listener=_Assignment(self))
         except BaseException:
             await asyncio.shield(self._consumer.stop())
             raise

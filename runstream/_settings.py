@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     stack_secure: bool = Field(
         False, description="Local stack: SASL_SSL Kafka, TLS-only PostgreSQL, random passwords"
     )
+    stack_brokers: int | None = Field(
+        None, description="Local stack: Kafka nodes, 1 or 3 (default: what the stack was made with)"
+    )
 
     # Grafana (`runstream grafana push`)
     grafana_url: str | None = Field(None, description="Grafana base URL for `grafana push`")

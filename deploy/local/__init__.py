@@ -16,7 +16,9 @@ from runstream.deploy.local._stack import (
     log_tails,
     purge,
     restart,
+    start,
     status,
+    stop,
     up,
 )
 
@@ -32,6 +34,8 @@ __all__ = [
     "log_tails",
     "purge",
     "restart",
+    "start",
     "status",
+    "stop",
     "up",
 ]

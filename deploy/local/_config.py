@@ -26,6 +26,9 @@ ADMIN_ROLE = _local.ADMIN_ROLE
 WRITER_ROLE = _local.WRITER_ROLE
 READER_ROLE = _local.READER_ROLE
 _LOCAL_PASSWORDS = _local.PASSWORDS
+BROKER_PORT_STEP = 100
+"""Broker i (from 0) of a cluster listens on the first broker's ports + i·100 unless told."""
+_CLUSTER_SIZE_FILE = "cluster-size"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +47,36 @@ class StackEndpoints:
 
 
 @dataclass(frozen=True, slots=True)
+class KafkaNode:
+    """One Kafka process of the stack: broker and KRaft controller at once."""
+
+    index: int
+    port: int
+    controller_port: int
+
+    @property
+    def node_id(self) -> int:
+        """Its `node.id` (1, 2, 3…)."""
+        return self.index + 1
+
+    @property
+    def name(self) -> str:
+        """The service name: `kafka` for the first node, `kafka-2`, `kafka-3`… after it."""
+        return "kafka" if self.index == 0 else f"kafka-{self.node_id}"
+
+
+@dataclass(frozen=True, slots=True)
 class StackConfig:
     """One local stack: its state folder and ports.
 
     Two configs with different folders and ports are two independent stacks. A `secure` stack
     speaks SASL_SSL (SCRAM-SHA-512) on its Kafka listener and TLS only on PostgreSQL's TCP port,
     with its own CA and random passwords under `<state_dir>/secure/` (see `_secure`).
+
+    `brokers` is the number of Kafka nodes (1, or 3 for a cluster whose topics have three replicas
+    and `min.insync.replicas=2`); None means what the stack was made with (its `kafka/cluster-size`
+    file), else 1. Node i after the first listens on `broker_ports[i-1]` (client, controller), by
+    default the first node's ports + i·100.
     """
 
     state_dir: Path = Path(".stack")
@@ -64,10 +91,17 @@ class StackConfig:
     topic: str = _local.TOPIC
     dlq_topic: str = _local.DLQ_TOPIC
     secure: bool = False
+    brokers: int | None = None
+    broker_ports: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())
+        if self.brokers is not None and self.brokers not in (1, 3):
+            raise ConfigError(f"brokers={self.brokers}: expected 1 or 3")
         ports = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_port")]
+        ports += [
+            port for node in self.kafka_nodes()[1:] for port in (node.port, node.controller_port)
+        ]
         ports += [Address.parse(getattr(self, name), name).port for name in self._addresses()]
         for port in ports:
             if not 0 < port < 65536:
@@ -91,12 +125,49 @@ class StackConfig:
             topic=settings.topic,
             dlq_topic=settings.dlq_topic,
             secure=settings.stack_secure,
+            brokers=settings.stack_brokers,
         )
 
     @property
+    def cluster_size_file(self) -> Path:
+        """Where the stack records how many Kafka nodes its storage was formatted for."""
+        return self.state_dir / "kafka" / _CLUSTER_SIZE_FILE
+
+    def broker_count(self) -> int:
+        """`brokers`, or the number the stack was made with, or 1."""
+        if self.brokers is not None:
+            return self.brokers
+        try:
+            return int(self.cluster_size_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return 1
+
+    def kafka_nodes(self) -> list[KafkaNode]:
+        """Every Kafka node of the stack, the first on `kafka_port`."""
+        nodes = [KafkaNode(0, self.kafka_port, self.kafka_controller_port)]
+        for index in range(1, self.broker_count()):
+            if index <= len(self.broker_ports):
+                port, controller = self.broker_ports[index - 1]
+            else:
+                step = BROKER_PORT_STEP * index
+                port, controller = self.kafka_port + step, self.kafka_controller_port + step
+            nodes.append(KafkaNode(index, port, controller))
+        return nodes
+
+    @property
+    def replication(self) -> int:
+        """Replicas of each topic partition: one per broker, at most three."""
+        return min(3, self.broker_count())
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """`min.insync.replicas` of the stack's topics: 2 on a cluster (one broker may fail)."""
+        return 2 if self.replication >= 3 else 1
+
+    @property
     def bootstrap_servers(self) -> str:
-        """The Kafka bootstrap address clients use."""
-        return f"{HOST}:{self.kafka_port}"
+        """The Kafka bootstrap addresses clients use (every broker's)."""
+        return ",".join(f"{HOST}:{node.port}" for node in self.kafka_nodes())
 
     @property
     def secure_folder(self) -> SecureFolder:
@@ -195,7 +266,7 @@ class StackConfig:
             "RUNSTREAM_PERSIST_HEALTH_ADDRESS": self.persist_health_address,
             "RUNSTREAM_WATCHDOG_HEALTH_ADDRESS": self.watchdog_health_address,
             "RUNSTREAM_STACK_SECURE": str(self.secure).lower(),
-        }
+        } | ({"RUNSTREAM_STACK_BROKERS": str(self.brokers)} if self.brokers else {})
 
     @staticmethod
     def _addresses() -> tuple[str, ...]:

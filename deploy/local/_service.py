@@ -60,7 +60,8 @@ class ServiceStatus:
 class Service(abc.ABC):
     """One process of the stack, with its state under `<state_dir>/<name>/`."""
 
-    name: ClassVar[str]
+    name: str
+    """The service name (its folder under the state dir); a class default, or set per instance."""
     startup_timeout: ClassVar[float] = 60.0
     stop_signal: ClassVar[int] = signal.SIGTERM
     stop_grace: ClassVar[float] = 30.0

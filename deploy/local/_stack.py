@@ -34,9 +34,10 @@ _MARKER = ".runstream-stack"
 
 
 def core_services(config: StackConfig) -> list[Service]:
-    """Kafka, PostgreSQL, Prometheus and Alertmanager."""
-    kinds: list[type[Service]] = [KafkaBroker, PostgresServer, PrometheusServer, AlertmanagerServer]
-    return [kind(config) for kind in kinds]
+    """Kafka (each node), PostgreSQL, Prometheus and Alertmanager."""
+    brokers: list[Service] = [KafkaBroker(config, node) for node in config.kafka_nodes()]
+    kinds: list[type[Service]] = [PostgresServer, PrometheusServer, AlertmanagerServer]
+    return [*brokers, *(kind(config) for kind in kinds)]
 
 
 def consumer_services(config: StackConfig) -> list[ConsumerService]:
@@ -77,16 +78,48 @@ async def up(config: StackConfig, progress: Progress | None = None) -> list[str]
     return started
 
 
+async def start(
+    config: StackConfig, names: Sequence[str], progress: Progress | None = None
+) -> list[str]:
+    """Make only the named core services run and answer (no install, migrations or consumers).
+
+    For a partial stack (a Kafka cluster of its own in a test) and for bringing one stopped or
+    killed node back; return what was started.
+    """
+    services = _named(core_services(config), names)
+    async with _locked(config, progress or _quiet):
+        return await _ensure_all(services, progress or _quiet)
+
+
+async def stop(
+    config: StackConfig, names: Sequence[str], progress: Progress | None = None
+) -> list[tuple[str, int]]:
+    """Stop only the named services (by their pid files); return `(name, pid)` stopped."""
+    services = _named([*core_services(config), *consumer_services(config)], names)
+    report = progress or _quiet
+    async with _locked(config, report):
+        pids = [await _stop(service, report) for service in services]
+    return [(s.name, pid) for s, pid in zip(services, pids, strict=True) if pid]
+
+
+def _named(services: Sequence[Service], names: Sequence[str]) -> list[Service]:
+    unknown = sorted(set(names) - {service.name for service in services})
+    if unknown:
+        raise StackError("stack", f"no such service: {', '.join(unknown)}")
+    return [service for service in services if service.name in names]
+
+
 async def down(config: StackConfig, progress: Progress | None = None) -> list[tuple[str, int]]:
     """Stop every process this stack started, services first; return `(name, pid)` stopped."""
     report = progress or _quiet
     if not config.state_dir.exists():
         return []
     core = {service.name: service for service in core_services(config)}
+    brokers = [s for s in core.values() if isinstance(s, KafkaBroker)]
     tiers: list[Sequence[Service]] = [
         list(reversed(consumer_services(config))),
         [core["prometheus"], core["alertmanager"]],
-        [core["postgres"], core["kafka"]],
+        [core["postgres"], *brokers],
     ]
     stopped: list[tuple[str, int]] = []
     async with _locked(config, report):
@@ -104,10 +137,7 @@ async def restart(
     For a service whose code or config changed; return what `up` started.
     """
     services = [*core_services(config), *consumer_services(config)]
-    unknown = sorted(set(names) - {service.name for service in services})
-    if unknown:
-        raise StackError("stack", f"no such service: {', '.join(unknown)}")
-    chosen = [service for service in services if not names or service.name in names]
+    chosen = _named(services, names) if names else services
     report = progress or _quiet
     async with _locked(config, report):
         for service in reversed(chosen):

@@ -7,6 +7,7 @@ import runstream.consumers
 
 def test_exported_names() -> None:
     assert runstream.consumers.__all__ == [
+        "EXIT_CONFIG",
         "EXPORT_GROUP",
         "PERSIST_GROUP",
         "Address",
@@ -33,6 +34,7 @@ def test_exported_names() -> None:
         "RunState",
         "RunWatchdog",
         "Service",
+        "ServiceMisconfigured",
         "Verdict",
         "WatchPolicy",
         "WatchdogHealth",

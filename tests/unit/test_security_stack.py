@@ -126,7 +126,9 @@ def test_scram_verifier_is_postgres_form_and_salted() -> None:
 
 def test_secure_kafka_speaks_sasl_ssl_scram_to_clients_and_itself(tmp_path: Path) -> None:
     ports = {"port": 29192, "controller_port": 29193}
-    base = fill("kafka-server.properties", data_dir=tmp_path / "data", **ports)
+    one_node = {"node_id": 1, "nodes": 1, "voters": "1@127.0.0.1:29193"}
+    one_node |= {"replication": 1, "min_isr": 1}
+    base = fill("kafka-server.properties", data_dir=tmp_path / "data", **one_node, **ports)
     overrides = fill(
         "kafka-server-secure.properties",
         admin_user="runstream-admin",

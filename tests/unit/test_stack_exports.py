@@ -18,7 +18,9 @@ def test_exported_names() -> None:
         "log_tails",
         "purge",
         "restart",
+        "start",
         "status",
+        "stop",
         "up",
     ]
     assert all(hasattr(local, name) for name in local.__all__)

@@ -19,6 +19,11 @@ def test_kafka_is_one_kraft_node_on_the_given_ports(tmp_path: Path) -> None:
         port=29192,
         controller_port=29193,
         data_dir=tmp_path / "data",
+        node_id=1,
+        nodes=1,
+        voters="1@127.0.0.1:29193",
+        replication=1,
+        min_isr=1,
     )
     config = properties(target)
     assert config["process.roles"] == "broker,controller"
