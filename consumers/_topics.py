@@ -28,16 +28,23 @@ async def start_producer(kafka: KafkaConfig) -> AIOKafkaProducer:
 
 
 async def ensure_topics(
-    kafka: KafkaConfig, *, partitions: int = 8, replication: int = 1, within: float = 30.0
+    kafka: KafkaConfig,
+    *,
+    partitions: int = 8,
+    replication: int = 1,
+    min_insync: int = 1,
+    within: float = 30.0,
 ) -> list[str]:
-    """Create `kafka.topic` (`partitions`) and `kafka.dlq_topic` (one partition) where missing.
+    """Create `kafka.topic` (`partitions`) and `kafka.dlq_topic` (one partition) where missing,
+    each with `replication` replicas of which `min_insync` must acknowledge a write (acks=all).
 
     Return the names created; existing topics are left as they are.
     """
     admin = AIOKafkaAdminClient(**kafka.client_options())
+    configs = {"min.insync.replicas": str(min_insync)}
     wanted = [
-        NewTopic(kafka.topic, partitions, replication),
-        NewTopic(kafka.dlq_topic, 1, replication),
+        NewTopic(kafka.topic, partitions, replication, topic_configs=configs),
+        NewTopic(kafka.dlq_topic, 1, replication, topic_configs=configs),
     ]
     try:
         async with asyncio.timeout(within):

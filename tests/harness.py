@@ -308,8 +308,11 @@ class Harness:
         writer_url: str | None = None,
         reader_url: str | None = None,
         partitions: int = 8,
+        replicas: tuple[int, int] = (1, 1),
     ) -> AsyncIterator[Harness]:
         """Make the topics (`topic` may exist already) and a migrated database of its own.
+
+        `replicas` is each topic's (replication factor, `min.insync.replicas`).
 
         The database is owned by the writer role of `writer_url` when given. Afterwards every
         process is stopped, the database dropped and the dead-letter topic deleted.
@@ -317,7 +320,10 @@ class Harness:
         suffix = uuid.uuid4().hex[:10]
         topic = topic or f"runstream.test-{suffix}"
         kafka = KafkaConfig(bootstrap_servers, topic=topic, dlq_topic=f"{topic}.dlq")
-        await ensure_topics(kafka, partitions=partitions)
+        replication, min_insync = replicas
+        await ensure_topics(
+            kafka, partitions=partitions, replication=replication, min_insync=min_insync
+        )
         name = f"runstream_test_{suffix}"
         owner = urlsplit(writer_url).username if writer_url else None
         url = await create_database(admin_url, name, owner=owner)
