@@ -12,6 +12,11 @@ and statuses are last-writer-wins in topic order. A new group (no committed offs
 retained topic from the beginning once: starting at the end would drop whatever arrives while the
 group first forms. Whatever the snapshot missed (events the exporter had committed but persist had
 not yet written) is refreshed by the run's next event, at most one heartbeat interval later.
+
+Scaling out: an exporter shows only the runs of the partitions it owns. When a rebalance ends
+(the assignment) the runs of partitions it no longer owns leave its state at once, before its next
+scrape, and the runs of partitions it gained are loaded from PostgreSQL, so in a group no run is
+exported twice.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Set
 
 from prometheus_client import CollectorRegistry
 
@@ -29,6 +35,7 @@ from runstream.consumers._decode import DecodedBatch
 from runstream.consumers._health import ConsumerHealth
 from runstream.consumers._livestate import LiveRuns
 from runstream.consumers._loop import ConsumeLoop, LoopOptions
+from runstream.consumers._partitions import partition_of
 from runstream.consumers._runtable import recent_runs
 from runstream.schemas import default_codec
 
@@ -68,12 +75,14 @@ class ExportService:
         self.options = options or LoopOptions.export()
         self._kafka = kafka
         self._database = Database(database, command_timeout=30.0) if database else None
+        self._owned: frozenset[int] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Rebuild from PostgreSQL, then consume until `stop` is set."""
         await self.rebuild()
         sink = ExportSink(self.live)
-        loop = ConsumeLoop(self._kafka, self.options, sink, self.health, default_codec())
+        codec = default_codec()
+        loop = ConsumeLoop(self._kafka, self.options, sink, self.health, codec, owner=self)
         evictor = asyncio.create_task(self._evict_every(1.0, stop))
         try:
             await loop.run(stop)
@@ -82,13 +91,29 @@ class ExportService:
             with contextlib.suppress(asyncio.CancelledError):
                 await evictor
 
-    async def rebuild(self) -> bool:
-        """Load live and recently ended runs from PostgreSQL; False when it cannot be read."""
+    async def partitions_changed(self, owned: Set[int], partition_count: int) -> None:
+        """Drop the runs of partitions this exporter lost; load those of partitions it gained."""
+        first = self._owned is None
+        gained = frozenset(owned) - (self._owned or frozenset())
+        self._owned = frozenset(owned)
+        gone = self.live.keep_only(lambda run_id: partition_of(run_id, partition_count) in owned)
+        if gone:
+            log.info("%d runs left with their partitions", len(gone))
+        if gained and not first:  # the first assignment follows the start's own rebuild
+            await self.rebuild(lambda run_id: partition_of(run_id, partition_count) in gained)
+
+    async def rebuild(self, wanted: Callable[[str], bool] | None = None) -> bool:
+        """Load live and recently ended runs (those `wanted`, if given) from PostgreSQL.
+
+        False when it cannot be read.
+        """
         if self._database is None:
             return False
         try:
             async with self._database.connection() as conn:
                 states = await recent_runs(conn, self.live.finished_ttl.total_seconds())
+                if wanted is not None:
+                    states = {run_id: s for run_id, s in states.items() if wanted(run_id)}
                 latest = await conn.fetch(_LATEST, list(states)) if states else []
         except DatabaseUnavailable as exc:
             log.warning("cannot rebuild from PostgreSQL (%s); starting from the topic", exc)

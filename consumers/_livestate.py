@@ -12,7 +12,7 @@ replaced whole, so a scrape never takes a lock the loop would wait on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,6 +85,13 @@ class LiveRuns:
             run = self.runs.get(run_id)
             if run is not None:
                 run.remember((name, rank), (value, step, time))
+
+    def keep_only(self, wanted: Callable[[str], bool]) -> list[str]:
+        """Drop every run whose id `wanted` refuses (its partition went to another exporter)."""
+        gone = [run_id for run_id in list(self.runs) if not wanted(run_id)]
+        for run_id in gone:
+            del self.runs[run_id]
+        return gone
 
     def evict(self, now: datetime | None = None) -> list[str]:
         """Drop runs finished longer than `finished_ttl` ago or silent for `idle_ttl`."""

@@ -3,7 +3,10 @@
 - A consumer group with auto-commit off. `getmany` returns records per partition; each partition's
   records are decoded into one `DecodedBatch` and handed to the sink (persist: one transaction).
 - Offsets are committed only after the sink returned, and only for partitions still assigned; on a
-  revocation the listener commits what was already written for the partitions leaving. Commits
+  revocation the listener commits what was already written for the partitions leaving. An `owner`
+  (the exporter) is told the partitions it has after every assignment. (aiokafka's rebalances are
+  eager: every partition is revoked, then the new set assigned, so telling it at the revocation
+  would empty its state at each rebalance; the assignment ends the rebalance.) Commits
   come at most every `commit_interval` (a commit is a broker round trip the next batch would wait
   for; what a crash leaves uncommitted is written again, and the sinks are idempotent).
 - A sink that raises a retriable `TransportError` (database down, restarting) pauses every
@@ -33,6 +36,7 @@ from runstream._errors import TransportError
 from runstream.consumers._decode import DecodedBatch, decode_batch
 from runstream.consumers._failfast import check_topic, explain_bootstrap_failure, refused_right
 from runstream.consumers._health import ConsumerHealth
+from runstream.consumers._partitions import PartitionOwner
 from runstream.schemas import EventCodec
 
 log = logging.getLogger("runstream.consumers")
@@ -81,7 +85,7 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._loop.partitions_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._loop.partitions_assigned(set(assigned))
+        await self._loop.partitions_assigned(set(assigned))
 
 
 class ConsumeLoop:
@@ -94,8 +98,10 @@ class ConsumeLoop:
         sink: BatchSink,
         health: ConsumerHealth,
         codec: EventCodec,
+        owner: PartitionOwner | None = None,
     ) -> None:
         self.kafka = kafka
+        self._owner = owner
         self.options = options
         self._sink = sink
         self._health = health
@@ -188,11 +194,19 @@ class ConsumeLoop:
             self._next_offset.pop(tp, None)
             self._health.forget_partition(tp.topic, tp.partition)
 
-    def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+    async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         """Take new partitions (paused too while the sink is away)."""
         self._assigned = set(assigned)
         if self._paused and assigned:
             self._consumer.pause(*assigned)
+        await self._tell_owner()
+
+    async def _tell_owner(self) -> None:
+        """Give the owner the partition numbers of the topic this consumer has now."""
+        count = len(self._consumer.partitions_for_topic(self.kafka.topic) or ())
+        if self._owner is not None and count:
+            owned = {tp.partition for tp in self._assigned if tp.topic == self.kafka.topic}
+            await self._owner.partitions_changed(owned, count)
 
     # -- one round -----------------------------------------------------------------------------
 
