@@ -3,6 +3,10 @@
     eval "$(runstream stack env)"
     python benchmarks/bench_consumers_e2e.py --rate 60000 --seconds 60 --runs 4 --persist 2
     python benchmarks/bench_consumers_e2e.py --rate 20000 --seconds 60
+    RUNSTREAM_BOOTSTRAP_SERVERS=<three brokers> python benchmarks/bench_consumers_e2e.py --replication 3
+
+`--replication 3` makes the benchmark's topic with three replicas and `min.insync.replicas=2` (a
+cluster: `runstream stack up --brokers 3`); the default, 1, suits the single-node stack.
 
 A training process (the real SDK) logs 10 metrics per call at `--rate` values per second, each
 value being the wall-clock time of its `log_metrics` call; `--runs` such processes share the rate
@@ -173,6 +177,7 @@ async def main(args: argparse.Namespace) -> None:
         settings.database_admin_url.get_secret_value(),
         workdir,
         writer_url=settings.database_url.get_secret_value(),
+        replicas=(args.replication, 2 if args.replication >= 3 else 1),
     ) as harness:
         persists = [harness.service("persist").start() for _ in range(args.persist)]
         export = harness.service("export").start()
@@ -244,4 +249,5 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--persist", type=int, default=1)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--replication", type=int, choices=(1, 3), default=1)
     asyncio.run(main(parser.parse_args()))

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from rich.markup import escape
+
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 STATUS_STYLES = {
     "running": "cyan",
@@ -88,6 +90,29 @@ def sparkline(values: Sequence[float]) -> str:
 def status_markup(status: str) -> str:
     """The status in its colour (rich markup)."""
     return f"[{STATUS_STYLES.get(status, 'white')}]{status}[/]"
+
+
+_CONTROLS = [*range(0x20), 0x7F, *range(0x80, 0xA0)]
+_BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_ESCAPES = {code: f"\\x{code:02x}" for code in _CONTROLS} | {
+    code: f"\\u{code:04x}" for code in _BIDI
+}
+
+
+def terminal_safe(text: str) -> str:
+    r"""`text` with every control character shown as a backslash escape (ESC as `\x1b`).
+
+    C0 and C1 controls, DEL and the bidirectional overrides: user data (params, names, log
+    messages) can then neither clear the screen, move the cursor, retitle the terminal nor
+    reorder what follows it. Newlines and tabs are escaped too (`\x0a`, `\x09`): call
+    `first_line` first where only one line is wanted.
+    """
+    return text.translate(_ESCAPES)
+
+
+def shown(text: str) -> str:
+    """User data as rich markup: control characters escaped (`terminal_safe`), then markup."""
+    return escape(terminal_safe(text))
 
 
 def first_line(text: str | None, width: int = 100) -> str:

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Group
-from rich.markup import escape
 from rich.table import Table
 
 from runstream._settings import Settings
@@ -17,7 +16,15 @@ from runstream.cli import _reads
 from runstream.cli._connect import reader
 from runstream.cli._console import column_limit, output_console
 from runstream.cli._exits import reports_errors
-from runstream.cli._format import between, dumps, duration, first_line, number, status_markup
+from runstream.cli._format import (
+    between,
+    dumps,
+    duration,
+    first_line,
+    number,
+    shown,
+    status_markup,
+)
 
 stdout = output_console()
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -79,8 +86,8 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
         )
         table.add_row(
             row["run_id"][:12] if short else row["run_id"],
-            escape(row["experiment"]),
-            escape(row["name"] or ""),
+            shown(row["experiment"]),
+            shown(row["name"] or ""),
             status_markup(row["status"]),
             _when(row["started_at"], short=True),
             duration(between(row["started_at"], end)),
@@ -134,13 +141,13 @@ def _extras(details: dict[str, Any]) -> list[Table]:
     if details["text"]:
         text = Table("text", "step", "value", title="text metrics", title_justify="left")
         for row in details["text"]:
-            text.add_row(escape(row["name"]), str(row["step"]), escape(first_line(row["value"])))
+            text.add_row(shown(row["name"]), str(row["step"]), shown(first_line(row["value"])))
         tables.append(text)
     for kind, columns in (("tables", ("name", "rows")), ("files", ("name", "media_type", "size"))):
         if details[kind]:
             table = Table(*columns, title=kind, title_justify="left")
             for row in details[kind]:
-                table.add_row(*(escape(str(row[c])) for c in columns))
+                table.add_row(*(shown(str(row[c])) for c in columns))
             tables.append(table)
     return tables
 
@@ -151,20 +158,20 @@ def _facts(run: dict[str, Any]) -> Table:
     facts.add_column()
     end = run["ended_at"]
     rows = [
-        ("run", run["run_id"]),
-        ("experiment", escape(run["experiment"])),
-        ("name", escape(run["name"] or "-")),
+        ("run", shown(run["run_id"])),
+        ("experiment", shown(run["experiment"])),
+        ("name", shown(run["name"] or "-")),
         ("status", status_markup(run["status"]) + _exit_text(run["exit_code"])),
         ("started", _when(run["started_at"])),
         ("ended", _when(end)),
         ("took", duration(between(run["started_at"], end))),
         ("ranks", str(run["world_size"])),
-        ("host", escape(f"{run['host'] or '-'} (pid {run['pid'] or '-'})")),
-        ("command", escape(run["command"] or "-")),
+        ("host", shown(f"{run['host'] or '-'} (pid {run['pid'] or '-'})")),
+        ("command", shown(run["command"] or "-")),
     ]
     reason = run["error"] or run["status_reason"]
     if reason:
-        rows.append(("reason", escape(first_line(reason, 200))))
+        rows.append(("reason", shown(first_line(reason, 200))))
     for key, value in rows:
         facts.add_row(key, value)
     return facts
@@ -177,7 +184,7 @@ def metrics_table(metrics: list[dict[str, Any]]) -> Table:
         table.add_column(column, justify="right")
     for row in metrics:
         table.add_row(
-            escape(row["name"]),
+            shown(row["name"]),
             number(row["last"]),
             str(row["step"]),
             number(row["min"]),
@@ -190,7 +197,7 @@ def metrics_table(metrics: list[dict[str, Any]]) -> Table:
 def _pairs(kind: str, mapping: dict[str, str]) -> Table:
     table = Table(kind, "value", title=f"{kind}s", title_justify="left")
     for key, value in sorted(mapping.items()):
-        table.add_row(escape(key), escape(value))
+        table.add_row(shown(key), shown(value))
     return table
 
 

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -24,8 +23,10 @@ from runstream.cli._format import (
     duration,
     first_line,
     number,
+    shown,
     sparkline,
     status_markup,
+    terminal_safe,
 )
 from runstream.schemas import kinds
 
@@ -121,9 +122,13 @@ def _header(snapshot: Snapshot) -> Panel:
         f"{status_markup(run['status'])}   elapsed {duration(snapshot.elapsed)}   "
         f"step {step}   ranks {run['world_size']}   {last}"
     )
-    title = f"run {run['run_id']} · {escape(run['experiment'])}"
+    title = f"run {shown(run['run_id'])} · {shown(run['experiment'])}"
     if run["name"]:
-        title += f" · {escape(run['name'])}"
+        title += f" · {shown(run['name'])}"
+    params = run.get("params") or {}
+    if params:
+        pairs = "  ".join(f"{key}={value}" for key, value in sorted(params.items()))
+        line.append("\nparams " + terminal_safe(first_line(pairs, 200)), style="dim")
     return Panel(line, title=title, title_align="left")
 
 
@@ -147,7 +152,7 @@ def _metrics(snapshot: Snapshot) -> Table:
     table = Table("metric", "last", "step", "trend", "min", "max", box=None, padding=(0, 2))
     for row in snapshot.metrics[:MAX_METRICS]:
         table.add_row(
-            escape(row["name"]),
+            shown(row["name"]),
             number(row["last"]),
             str(row["step"]),
             Text(sparkline(snapshot.recent.get(row["name"], [])), style="cyan"),
@@ -164,8 +169,9 @@ def _log(snapshot: Snapshot) -> Panel:
     for record in snapshot.log:
         style = _LEVEL_STYLES.get(record["level"], "")
         stamp = record["time"].astimezone().strftime("%H:%M:%S")
-        lines.append(f"{stamp} [{record['rank']}] {record['logger']}: ", style="dim")
-        lines.append(first_line(record["message"], 200) + "\n", style=style)
+        logger = terminal_safe(record["logger"])
+        lines.append(f"{stamp} [{record['rank']}] {logger}: ", style="dim")
+        lines.append(terminal_safe(first_line(record["message"], 200)) + "\n", style=style)
     lines.rstrip()
     return Panel(lines, title="log", title_align="left", border_style="dim")
 
@@ -173,10 +179,11 @@ def _log(snapshot: Snapshot) -> Panel:
 def summary(snapshot: Snapshot) -> str:
     """The closing line (rich markup): how the run ended, after how long."""
     run = snapshot.run
-    text = f"run {run['run_id']} {status_markup(run['status'])} after {duration(snapshot.elapsed)}"
+    took = duration(snapshot.elapsed)
+    text = f"run {shown(run['run_id'])} {status_markup(run['status'])} after {took}"
     if run["exit_code"] is not None:
         text += f" (exit code {run['exit_code']})"
     reason = run["error"] or run["status_reason"]
     if reason and run["status"] != "completed":
-        text += f": {escape(first_line(reason, 200))}"
+        text += f": {shown(first_line(reason, 200))}"
     return text
