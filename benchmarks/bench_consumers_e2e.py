@@ -3,7 +3,7 @@
     eval "$(runstream stack env)"
     python benchmarks/bench_consumers_e2e.py --rate 60000 --seconds 60 --runs 4 --persist 2
     python benchmarks/bench_consumers_e2e.py --rate 20000 --seconds 60
-    RUNSTREAM_BOOTSTRAP_SERVERS=<three brokers> python benchmarks/bench_consumers_e2e.py --replication 3
+    RUNSTREAM_BOOTSTRAP_SERVERS=<brokers> python benchmarks/bench_consumers_e2e.py --replication 3
 
 `--replication 3` makes the benchmark's topic with three replicas and `min.insync.replicas=2` (a
 cluster: `runstream stack up --brokers 3`); the default, 1, suits the single-node stack.

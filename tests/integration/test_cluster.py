@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from runstream.consumers.testing import Harness, wait_until
 from runstream.deploy import local
 from runstream.deploy.local._kafka import admin_client
+from tests.harness import Harness, wait_until
 from tests.integration.stacks import own_config, running
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

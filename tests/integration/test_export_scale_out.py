@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 
-from runstream.consumers.testing import EventFactory, Harness, ServiceProcess, produce, scrape
+from tests.harness import EventFactory, Harness, ServiceProcess, produce, scrape
 
 _SCRAPE_INTERVAL = 2.0  # deploy/local's Prometheus scrapes every service every two seconds
 _RUNS = 12
@@ -20,10 +21,10 @@ def runs_on(process: ServiceProcess) -> list[str]:
     return [labels["run_id"] for labels, _ in page.get("runstream_run_info", [])]
 
 
-async def wait_for(check: object, within: float) -> float:
+async def wait_for(check: Callable[[], bool], within: float) -> float:
     """Seconds until `check()` was true; fail past `within`."""
     began = time.monotonic()
-    while not await asyncio.to_thread(check):  # type: ignore[arg-type]
+    while not await asyncio.to_thread(check):
         assert time.monotonic() - began < within, "not within the bound"
         await asyncio.sleep(0.1)
     return time.monotonic() - began

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from runstream._errors import EXIT_CONFIG
-from runstream.consumers.testing import (
+from tests.harness import (
     EventFactory,
     Harness,
     ServiceProcess,
