@@ -7,7 +7,7 @@ the provisioning files (Docker users, a local `grafana`) or from `runstream graf
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from runstream._errors import ConfigError
 from runstream.deploy.grafana._targets import POSTGRES_TYPE, POSTGRES_UID, PROMETHEUS_UID
@@ -25,11 +25,16 @@ class PostgresSource:
     database: str
     user: str
     password: str = field(repr=False)
+    sslmode: str = "disable"
+    """The URL's TLS mode (libpq's `sslmode`); a URL without one is a plain local connection."""
+    sslrootcert: str | None = None
+    """The CA file that `verify-ca` and `verify-full` check the server against."""
 
     @classmethod
     def from_url(cls, url: str) -> PostgresSource:
         """From a libpq URL such as `postgresql://runstream_reader:…@127.0.0.1:15432/runstream`."""
         parts = urlsplit(url)
+        query = parse_qs(parts.query)
         if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
             raise ConfigError(
                 f"postgres url {parts.scheme}://{parts.hostname}…: expected postgresql://user:password@host:port/db"
@@ -41,7 +46,16 @@ class PostgresSource:
             database=parts.path.strip("/"),
             user=unquote(parts.username),
             password=unquote(parts.password or ""),
+            sslmode=query.get("sslmode", ["disable"])[-1],
+            sslrootcert=query.get("sslrootcert", [None])[-1],
         )
+
+    def tls_settings(self) -> dict[str, object]:
+        """The datasource's `jsonData` entries for TLS: the URL's mode, and its CA when given."""
+        settings: dict[str, object] = {"sslmode": self.sslmode}
+        if self.sslrootcert:
+            settings |= {"tlsConfigurationMethod": "file-path", "sslRootCertFile": self.sslrootcert}
+        return settings
 
 
 def datasources(prometheus_url: str, postgres: PostgresSource) -> list[dict[str, object]]:
@@ -66,7 +80,7 @@ def datasources(prometheus_url: str, postgres: PostgresSource) -> list[dict[str,
             "isDefault": False,
             "jsonData": {
                 "database": postgres.database,
-                "sslmode": "disable",
+                **postgres.tls_settings(),
                 "postgresVersion": 1500,
                 "timescaledb": False,
                 "maxOpenConns": 10,
