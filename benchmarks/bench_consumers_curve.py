@@ -1,6 +1,6 @@
 """Reading one run's curve (one metric, every step) from a large `metrics` table.
 
-    eval "$(runstream stack env)"
+    eval "$(runstream stack env --admin)"
     python benchmarks/bench_consumers_curve.py [--rows 100000000] [--keep]
 
 Builds a fresh, migrated database whose `metrics` table holds `--rows` rows: 1,000 runs x 20
@@ -87,7 +87,7 @@ async def measure(conn: asyncpg.Connection, rows: int) -> None:
 async def main(args: argparse.Namespace) -> None:
     settings = Settings()
     if settings.database_admin_url is None:
-        raise SystemExit('RUNSTREAM_DATABASE_ADMIN_URL is not set: eval "$(runstream stack env)"')
+        raise SystemExit('no RUNSTREAM_DATABASE_ADMIN_URL: eval "$(runstream stack env --admin)"')
     admin = settings.database_admin_url.get_secret_value()
     name = f"runstream_curve_{uuid.uuid4().hex[:8]}"
     writer = settings.database_url.get_secret_value()

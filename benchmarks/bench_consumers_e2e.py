@@ -1,6 +1,6 @@
 """End to end: `run.log_metrics` in a training process → Kafka → persist → PostgreSQL, and → export.
 
-    eval "$(runstream stack env)"
+    eval "$(runstream stack env --admin)"
     python benchmarks/bench_consumers_e2e.py --rate 60000 --seconds 60 --runs 4 --persist 2
     python benchmarks/bench_consumers_e2e.py --rate 20000 --seconds 60
     RUNSTREAM_BOOTSTRAP_SERVERS=<brokers> python benchmarks/bench_consumers_e2e.py --replication 3
@@ -170,7 +170,7 @@ async def sample(harness: Harness, url: str, until: float) -> Samples:
 async def main(args: argparse.Namespace) -> None:
     settings = Settings()
     if settings.database_admin_url is None:
-        raise SystemExit('RUNSTREAM_DATABASE_ADMIN_URL is not set: eval "$(runstream stack env)"')
+        raise SystemExit('no RUNSTREAM_DATABASE_ADMIN_URL: eval "$(runstream stack env --admin)"')
     workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     async with Harness.create(
         settings.bootstrap_servers,

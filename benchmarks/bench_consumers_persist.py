@@ -1,6 +1,6 @@
 """Persist alone, from a pre-filled topic: rows per second into PostgreSQL.
 
-    eval "$(runstream stack env)"
+    eval "$(runstream stack env --admin)"
     python benchmarks/bench_consumers_persist.py [--events 100000] [--values 10] [--consumers 1]
 
 Fills a fresh topic (8 partitions) with `--events` Metrics events of `--values` values each, spread
@@ -55,7 +55,7 @@ async def main(args: argparse.Namespace) -> None:
     settings = Settings()
     admin = settings.database_admin_url
     if admin is None:
-        raise SystemExit('RUNSTREAM_DATABASE_ADMIN_URL is not set: eval "$(runstream stack env)"')
+        raise SystemExit('no RUNSTREAM_DATABASE_ADMIN_URL: eval "$(runstream stack env --admin)"')
     workdir = Path(tempfile.mkdtemp(prefix="bench-persist-"))
     async with Harness.create(
         settings.bootstrap_servers,

@@ -112,9 +112,17 @@ def status(
 
 @app.command()
 @reports_errors
-def env() -> None:
+def env(
+    admin: Annotated[
+        bool,
+        typer.Option(
+            "--admin",
+            help="Also the PostgreSQL admin's URL (for tests and benchmarks that make databases).",
+        ),
+    ] = False,
+) -> None:
     """Print `export RUNSTREAM_…=…` lines; use as: eval "$(runstream stack env)"."""
-    for name, value in _config().env().items():
+    for name, value in _config().env(admin=admin).items():
         typer.echo(f"export {name}={shlex.quote(value)}")
 
 

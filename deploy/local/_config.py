@@ -236,15 +236,21 @@ class StackConfig:
             exporter_url=http_url(self.exporter_address),
         )
 
-    def env(self) -> dict[str, str]:
+    def env(self, *, admin: bool = False) -> dict[str, str]:
         """Every `RUNSTREAM_*` variable that points a client, a service or the CLI at this stack.
 
         A secure stack's values include its passwords (`RUNSTREAM_KAFKA_SASL_PASSWORD` and the
         database URLs): this is what `runstream stack env` prints for `eval`, and how the stack
-        hands them to its services (environment, never a command line).
+        hands them to its services (environment, never a command line). The PostgreSQL admin's
+        URL (`RUNSTREAM_DATABASE_ADMIN_URL`) is only there with `admin=True`: no service and no
+        client needs it (`stack env --admin` prints it for tests and benchmarks that make
+        databases).
         """
         points = self.endpoints()
-        return self._stack_env(points) | _kafka_env(self.kafka())
+        variables = self._stack_env(points) | _kafka_env(self.kafka())
+        if not admin:
+            del variables["RUNSTREAM_DATABASE_ADMIN_URL"]
+        return variables
 
     def _stack_env(self, points: StackEndpoints) -> dict[str, str]:
         return {

@@ -73,6 +73,7 @@ class KafkaBroker(Service):
         """Write `server.properties` and the log4j2 config; format the storage the first time."""
         self._record_cluster_size()
         self.home.mkdir(parents=True, exist_ok=True)
+        self.home.chmod(0o700)  # the event data: its owner's only
         write_private(self.home / "server.properties", self.server_properties().encode())
         render("kafka-log4j2.properties", self.home / "log4j2.properties")
         if not (self.home / "data" / "meta.properties").exists():
@@ -173,7 +174,13 @@ class KafkaBroker(Service):
         ):
             argv = self._java(f"@{arguments}")
             done = subprocess.run(
-                argv, check=False, cwd=self.home, stdout=log, stderr=log, timeout=180
+                argv,
+                check=False,
+                cwd=self.home,
+                stdout=log,
+                stderr=log,
+                timeout=180,
+                umask=_process.PRIVATE_UMASK,
             )
         if done.returncode:
             raise self.fail(f"formatting the storage failed (exit {done.returncode})")

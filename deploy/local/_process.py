@@ -16,7 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # `setsid` puts the service in a session (and process group) of its own; the shell exits at once,
-# so the service is nobody's child here: no zombie, no `Popen` left to reap.
+# so the service is nobody's child here: no zombie, no `Popen` left to reap. Umask 077: what a
+# service writes (Kafka's log segments, logs) is its owner's only.
+PRIVATE_UMASK = 0o077
 _LAUNCH = 'log=$1; shift; setsid "$@" </dev/null >>"$log" 2>&1 & echo $!'
 
 
@@ -27,7 +29,14 @@ def spawn(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     shell = ["/bin/sh", "-c", _LAUNCH, "sh", str(log_file), *argv]
     done = subprocess.run(
-        shell, cwd=cwd, env=env, capture_output=True, text=True, check=True, timeout=30
+        shell,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+        umask=PRIVATE_UMASK,
     )
     return int(done.stdout.strip())
 

@@ -252,8 +252,13 @@ async def _stop(service: Service, report: Progress) -> int | None:
 
 @asynccontextmanager
 async def _locked(config: StackConfig, report: Progress) -> AsyncIterator[None]:
-    """One `up`, `down` or `restart` at a time per state folder (across processes)."""
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    """One `up`, `down` or `restart` at a time per state folder (across processes).
+
+    A state folder made here is 0700: it holds event data, logs and (secure stack) secrets.
+    """
+    if not config.state_dir.exists():
+        config.state_dir.mkdir(parents=True, mode=0o700)
+        config.state_dir.chmod(0o700)
     (config.state_dir / _MARKER).touch()
     descriptor = os.open(config.state_dir / "stack.lock", os.O_CREAT | os.O_RDWR, 0o644)
     try:

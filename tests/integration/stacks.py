@@ -30,8 +30,7 @@ def ports_from_the_os(count: int) -> list[int]:
 
 def own_config(*, brokers: int = 1, secure: bool = False) -> local.StackConfig:
     """A stack config in a new folder under /tmp, every port from the OS."""
-    state = Path(tempfile.mkdtemp(prefix="runstream-own-", dir="/tmp"))
-    state.chmod(0o711)  # PostgreSQL's unprivileged owner must walk into it
+    state = Path(tempfile.mkdtemp(prefix="runstream-own-", dir="/tmp"))  # 0700
     ports = ports_from_the_os(_PORTS + 2 * (brokers - 1))
     kafka, controller, postgres, prometheus, alertmanager, exporter, persist, watchdog = ports[:8]
     extra = ports[_PORTS:]
@@ -82,5 +81,8 @@ def running(config: local.StackConfig, names: Sequence[str] = ()) -> Iterator[lo
             pytest.fail(failure_report(config, exc), pytrace=False)
         yield config
     finally:
-        asyncio.run(local.down(config))
-        shutil.rmtree(config.state_dir, ignore_errors=True)
+        try:
+            asyncio.run(local.purge(config))  # also PostgreSQL's folder outside a 0700 state
+        finally:
+            asyncio.run(local.down(config))
+            shutil.rmtree(config.state_dir, ignore_errors=True)

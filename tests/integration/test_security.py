@@ -35,7 +35,7 @@ from aiokafka.errors import KafkaError
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream._settings import Settings
 from runstream.deploy import local
-from runstream.deploy.local._config import ADMIN_ROLE, READER_ROLE, WRITER_ROLE
+from runstream.deploy.local._config import READER_ROLE, WRITER_ROLE
 from runstream.deploy.local._secure import SecureFolder
 from runstream.producer import Run, RunContext
 
@@ -463,7 +463,8 @@ def test_clients_get_their_own_credentials_never_the_brokers(
     env = secure_stack.env()
     assert env["RUNSTREAM_DATABASE_URL"].startswith(f"postgresql://{WRITER_ROLE}:")
     assert env["RUNSTREAM_DATABASE_READ_URL"].startswith(f"postgresql://{READER_ROLE}:")
-    assert env["RUNSTREAM_DATABASE_ADMIN_URL"].startswith(f"postgresql://{ADMIN_ROLE}:")
+    assert "RUNSTREAM_DATABASE_ADMIN_URL" not in env
+    assert secure_stack.secrets().postgres_admin not in "".join(env.values())
     assert secure_stack.secrets().kafka_admin not in "".join(env.values())
 
 

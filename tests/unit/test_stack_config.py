@@ -49,7 +49,8 @@ def test_env_names_are_declared_settings() -> None:
 
 
 def test_env_round_trips_through_settings(clean_env: pytest.MonkeyPatch) -> None:
-    for name, value in CUSTOM.env().items():
+    assert "RUNSTREAM_DATABASE_ADMIN_URL" not in CUSTOM.env()
+    for name, value in CUSTOM.env(admin=True).items():
         clean_env.setenv(name, value)
     settings = Settings()
     assert local.StackConfig.from_settings(settings) == CUSTOM

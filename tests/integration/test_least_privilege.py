@@ -1,0 +1,96 @@
+"""A secure stack of the test's own, as a user with the wrong credentials or a local snooper
+meets it: a refused Kafka login ends a consumer at once and names the user; `stack env` carries no
+admin credential; the state folder and Kafka's data are their owner's only."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runstream._errors import EXIT_CONFIG
+from runstream.deploy import local
+from tests.integration.stacks import own_config, ports_from_the_os, running
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+_EXITS_WITHIN = 30.0
+
+
+@pytest.fixture(scope="module")
+def secure_stack() -> Iterator[local.StackConfig]:
+    with running(own_config(secure=True)) as config:
+        yield config
+
+
+def stack_env(config: local.StackConfig, **overrides: str) -> dict[str, str]:
+    """This process's environment without its `RUNSTREAM_*`, plus the stack's."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
+    return inherited | config.env() | overrides
+
+
+@pytest.mark.parametrize("service", ["persist", "export"])
+def test_a_wrong_kafka_password_ends_the_consumer_and_names_the_user(
+    secure_stack: local.StackConfig, tmp_path: Path, service: str
+) -> None:
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    (health,) = ports_from_the_os(1)
+    env = stack_env(
+        secure_stack,
+        RUNSTREAM_KAFKA_SASL_PASSWORD=wrong,
+        RUNSTREAM_PERSIST_GROUP=f"wrong-{uuid.uuid4().hex[:8]}",
+        RUNSTREAM_EXPORT_GROUP=f"wrong-{uuid.uuid4().hex[:8]}",
+        RUNSTREAM_PERSIST_HEALTH_ADDRESS=f"127.0.0.1:{health}",
+        RUNSTREAM_EXPORTER_ADDRESS=f"127.0.0.1:{health}",
+    )
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "runstream.cli", "consume", service],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=_EXITS_WITHIN + 30,
+        check=False,
+    )
+    took = time.monotonic() - began
+    said = done.stdout + done.stderr
+
+    assert done.returncode == EXIT_CONFIG, said[-3000:]
+    assert took < _EXITS_WITHIN
+    user = secure_stack.kafka().sasl_username
+    assert f"Kafka authentication failed for user '{user}'" in said, said[-3000:]
+    assert "RUNSTREAM_KAFKA_SASL_PASSWORD" in said
+    assert wrong not in said
+
+
+def test_stack_env_prints_no_admin_credential(secure_stack: local.StackConfig) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "runstream.cli", "stack", "env"],
+        env=stack_env(secure_stack),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    secrets = secure_stack.secrets()
+    assert "RUNSTREAM_DATABASE_ADMIN_URL" not in done.stdout
+    assert secrets.postgres_admin not in done.stdout
+    assert secrets.kafka_admin not in done.stdout
+
+
+def test_the_state_folder_and_kafkas_data_are_the_owners_only(
+    secure_stack: local.StackConfig,
+) -> None:
+    assert stat.S_IMODE(secure_stack.state_dir.stat().st_mode) == 0o700
+    kafka = secure_stack.state_dir / "kafka"
+    assert stat.S_IMODE(kafka.stat().st_mode) == 0o700
+    segments = list((kafka / "data").rglob("*.log"))
+    assert segments, "no log segment written yet"
+    readable = [p for p in segments if stat.S_IMODE(p.stat().st_mode) & 0o077]
+    assert not readable, readable
