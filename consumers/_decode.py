@@ -46,16 +46,23 @@ class DeadLetter:
     value: bytes
     reason: str
     detail: str
+    source_size: int | None = None
+    """Set when `value` is only the record's first bytes (a dead letter by reference)."""
 
     def headers(self) -> list[tuple[str, bytes]]:
-        """Kafka headers of the dead-letter message: reason, detail and the source position."""
-        return [
+        """Kafka headers of the dead-letter message: reason, detail and the source position
+        (and `by_reference`, `source_size` when the value is only the record's first bytes).
+        """
+        headers = [
             ("reason", self.reason.encode()),
             ("detail", self.detail[:DETAIL_MAX].encode(errors="replace")),
             ("source_topic", self.topic.encode()),
             ("source_partition", str(self.partition).encode()),
             ("source_offset", str(self.offset).encode()),
         ]
+        if self.source_size is not None:
+            headers += [("by_reference", b"true"), ("source_size", str(self.source_size).encode())]
+        return headers
 
 
 @dataclass(slots=True)

@@ -18,16 +18,14 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
-from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from runstream._config import DatabaseConfig, KafkaConfig
 from runstream._errors import TransportError
 from runstream.consumers._database import Database
+from runstream.consumers._dlq import Message, ServiceProducer
 from runstream.consumers._runtable import live_runs
-from runstream.consumers._topics import start_producer
 from runstream.consumers._verdicts import Verdict, WatchPolicy, judge
 from runstream.schemas import default_codec
 
@@ -81,8 +79,7 @@ class RunWatchdog:
         self.resend_after = max(3 * interval, 10.0)
         self.health = WatchdogHealth(registry)
         self._database = Database(database)
-        self._timeout = kafka_timeout
-        self._producer: Any = None
+        self._producer = ServiceProducer(kafka, timeout=kafka_timeout)
         self._producer_id = str(uuid.uuid4())
         self._seq = 0
         self._sent: dict[tuple[str, int, str], tuple[str, float]] = {}
@@ -131,16 +128,13 @@ class RunWatchdog:
     async def _send(self, verdicts: Sequence[Verdict]) -> None:
         if not verdicts:
             return
-        try:
-            async with asyncio.timeout(self._timeout):
-                producer = await self._ensure_producer()
-                sent = [
-                    await producer.send(self.kafka.topic, self._encode(v), key=v.run_id.encode())
-                    for v in verdicts
-                ]
-                await asyncio.gather(*sent)
-        except (KafkaError, TimeoutError) as exc:
-            raise TransportError(f"cannot send verdicts: {exc!r}", retriable=True) from exc
+        topic = self.kafka.topic
+        messages: list[Message] = [
+            (topic, self._encode(v), v.run_id.encode(), []) for v in verdicts
+        ]
+        errors = [e for e in await self._producer.send_all(messages, "verdicts") if e]
+        if errors:
+            raise TransportError(f"cannot send verdicts: {errors[0]!r}", retriable=True)
         moment = time.monotonic()
         for verdict in verdicts:
             self._sent[verdict.key] = (verdict.outcome, moment)
@@ -161,14 +155,6 @@ class RunWatchdog:
         self._seq += 1
         return default_codec().encode(event)
 
-    async def _ensure_producer(self) -> Any:
-        if self._producer is None:
-            self._producer = await start_producer(self.kafka)
-        return self._producer
-
     async def _close(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(KafkaError, TimeoutError):
-                await asyncio.wait_for(producer.stop(), self._timeout)
+        await self._producer.stop()
         await self._database.close()
