@@ -53,6 +53,13 @@ _RECENT_RUNS = _SELECT_RUNS + (
 )
 
 
+_CLAIM_RUNS = (
+    "INSERT INTO runs (run_id, experiment, world_size, started_at) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::timestamptz[]) "
+    "ON CONFLICT (run_id) DO NOTHING"
+)
+
+
 def _updates(columns: Iterable[str], key: Iterable[str]) -> str:
     keys = set(key)
     return ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
@@ -122,6 +129,22 @@ def states_from_rows(
 def _json(value: Any) -> dict[str, str]:
     decoded = json.loads(value) if isinstance(value, str) else value
     return dict(decoded or {})
+
+
+async def claim_runs(conn: Connection, events: Iterable[Any]) -> None:
+    """Make a row for every run of `events` that has none yet, as its first event would.
+
+    Called before `lock_runs`, so that two writers folding the same new run (persist consumers
+    overlapping in a rebalance) queue on that row's lock: the second one reads what the first
+    wrote and folds on top of it, instead of both starting from nothing and the later upsert
+    overwriting the earlier's fields. Rows are claimed in run id order (no deadlock).
+    """
+    first: dict[str, Any] = {}
+    for event in events:
+        first.setdefault(event["run_id"], event)
+    rows = [(r, e["experiment"], e["world_size"], e["time"]) for r, e in sorted(first.items())]
+    if rows:
+        await conn.execute(_CLAIM_RUNS, *as_arrays(rows, 4))
 
 
 async def lock_runs(conn: Connection, run_ids: Sequence[str]) -> dict[str, RunState]:

@@ -31,6 +31,7 @@ from runstream.consumers._rows import COLUMNS, HistoryRows, Row, as_arrays
 from runstream.consumers._runstate import RunState
 from runstream.consumers._runtable import (
     RUN_COLUMNS,
+    claim_runs,
     insert_experiments,
     lock_runs,
     run_arrays,
@@ -139,6 +140,7 @@ class EventStore:
     ) -> None:
         latest: list[list[Any]] = []
         async with conn.transaction():
+            await claim_runs(conn, events)
             known = await lock_runs(conn, sorted({e["run_id"] for e in events}))
             for table, rows in history.non_empty().items():
                 if fast and table == "metrics":
