@@ -18,6 +18,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALID_DAYS = 365
 _PEM = serialization.Encoding.PEM
+_SERVER_AND_CLIENT = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+"""The server certificate is also the client certificate a Kafka node shows its controllers."""
 
 
 def issue(names: Sequence[str]) -> tuple[bytes, bytes, bytes]:
@@ -41,7 +43,7 @@ def issue(names: Sequence[str]) -> tuple[bytes, bytes, bytes]:
         _builder(_name(names[0]), ca_name, key.public_key())
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(ca=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(_SERVER_AND_CLIENT), critical=False)
         .add_extension(x509.SubjectAlternativeName(_general_names(names)), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_id), critical=False

@@ -1,11 +1,14 @@
 """A secure stack of the test's own, as a user with the wrong credentials or a local snooper
 meets it: a refused Kafka login ends a consumer at once and names the user; `stack env` carries no
-admin credential; the state folder and Kafka's data are their owner's only."""
+admin credential; the state folder and Kafka's data are their owner's only; no Kafka listener,
+the controller's included, answers in plaintext."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -94,3 +97,25 @@ def test_the_state_folder_and_kafkas_data_are_the_owners_only(
     assert segments, "no log segment written yet"
     readable = [p for p in segments if stat.S_IMODE(p.stat().st_mode) & 0o077]
     assert not readable, readable
+
+
+async def answers_in_plaintext(port: int) -> bool:
+    """Whether a Kafka ApiVersions request sent in the clear gets its answer on `port`."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    client = b"plaintext-probe"
+    request = struct.pack(">hhih", 18, 0, 7, len(client)) + client  # ApiVersions v0, id 7
+    try:
+        writer.write(struct.pack(">i", len(request)) + request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readexactly(8), 10)
+    except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+    return bool(struct.unpack(">ii", head)[1] == 7)
+
+
+async def test_no_kafka_listener_answers_in_plaintext(secure_stack: local.StackConfig) -> None:
+    (node,) = secure_stack.kafka_nodes()
+    assert not await answers_in_plaintext(node.port)
+    assert not await answers_in_plaintext(node.controller_port)

@@ -139,7 +139,8 @@ def test_secure_kafka_speaks_sasl_ssl_scram_to_clients_and_itself(tmp_path: Path
     config = properties(merge_properties(base, overrides))
     assert config["listeners"] == "SECURE://127.0.0.1:29192,CONTROLLER://127.0.0.1:29193"
     assert config["advertised.listeners"] == "SECURE://127.0.0.1:29192"
-    assert config["listener.security.protocol.map"] == "SECURE:SASL_SSL,CONTROLLER:PLAINTEXT"
+    assert config["listener.security.protocol.map"] == "SECURE:SASL_SSL,CONTROLLER:SSL"
+    assert config["listener.name.controller.ssl.client.auth"] == "required"
     assert config["inter.broker.listener.name"] == "SECURE"
     assert config["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
     assert config["ssl.endpoint.identification.algorithm"] == "https"
