@@ -30,10 +30,12 @@ def cli_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "runstream.cli", *args]
 
 
-def service_env(config: StackConfig) -> dict[str, str]:
-    """This process's environment without its own `RUNSTREAM_*`, plus the stack's."""
+def service_env(config: StackConfig, role: str = "trainer") -> dict[str, str]:
+    """This process's environment without its own `RUNSTREAM_*`, plus the stack's (with the
+    Kafka credentials of `role`).
+    """
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
-    return inherited | config.env()
+    return inherited | config.env(role=role)
 
 
 def available_commands() -> frozenset[str]:

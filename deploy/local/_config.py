@@ -12,7 +12,7 @@ from runstream._config import Address, KafkaConfig
 from runstream._errors import ConfigError
 from runstream.deploy.local._secure import (
     KAFKA_ADMIN_USER,
-    KAFKA_CLIENT_USER,
+    KAFKA_ROLE_USERS,
     SecureFolder,
     StackSecrets,
 )
@@ -205,8 +205,10 @@ class StackConfig:
             url += f"?sslmode=verify-full&sslrootcert={quote(str(self.secure_folder.ca))}"
         return url
 
-    def kafka(self, *, admin: bool = False) -> KafkaConfig:
-        """How a client reaches this stack's Kafka: as the client user, or as the broker's admin."""
+    def kafka(self, *, admin: bool = False, role: str = "trainer") -> KafkaConfig:
+        """How a client reaches this stack's Kafka: as the user of `role` (a trainer by default:
+        see `_acls`), or as the broker's admin.
+        """
         if not self.secure:
             return KafkaConfig(
                 bootstrap_servers=self.bootstrap_servers, topic=self.topic, dlq_topic=self.dlq_topic
@@ -218,8 +220,8 @@ class StackConfig:
             dlq_topic=self.dlq_topic,
             security_protocol="SASL_SSL",
             sasl_mechanism="SCRAM-SHA-512",
-            sasl_username=KAFKA_ADMIN_USER if admin else KAFKA_CLIENT_USER,
-            sasl_password=secrets.kafka_admin if admin else secrets.kafka_client,
+            sasl_username=KAFKA_ADMIN_USER if admin else KAFKA_ROLE_USERS[role],
+            sasl_password=secrets.kafka_admin if admin else secrets.kafka_password(role),
             ssl_cafile=str(self.secure_folder.ca),
         )
 
@@ -236,7 +238,7 @@ class StackConfig:
             exporter_url=http_url(self.exporter_address),
         )
 
-    def env(self, *, admin: bool = False) -> dict[str, str]:
+    def env(self, *, admin: bool = False, role: str = "trainer") -> dict[str, str]:
         """Every `RUNSTREAM_*` variable that points a client, a service or the CLI at this stack.
 
         A secure stack's values include its passwords (`RUNSTREAM_KAFKA_SASL_PASSWORD` and the
@@ -244,10 +246,11 @@ class StackConfig:
         hands them to its services (environment, never a command line). The PostgreSQL admin's
         URL (`RUNSTREAM_DATABASE_ADMIN_URL`) is only there with `admin=True`: no service and no
         client needs it (`stack env --admin` prints it for tests and benchmarks that make
-        databases).
+        databases). The Kafka credentials are those of `role` (a trainer's by default; each
+        service of the stack gets its own).
         """
         points = self.endpoints()
-        variables = self._stack_env(points) | _kafka_env(self.kafka())
+        variables = self._stack_env(points) | _kafka_env(self.kafka(role=role))
         if not admin:
             del variables["RUNSTREAM_DATABASE_ADMIN_URL"]
         return variables

@@ -49,7 +49,7 @@ class ConsumerService(Service):
         supervisor = [sys.executable, "-m", "runstream.deploy.local._supervisor"]
         supervisor += [str(self.supervisor_file), "--log", str(self.log_file), "--"]
         argv = supervisor + cli_argv(*self.command.split())
-        env = service_env(self.config)
+        env = service_env(self.config, role=self.name)
         return _process.spawn(argv, log_file=self.log_file, cwd=self.home, env=env)
 
     async def probe(self) -> bool:

@@ -27,11 +27,12 @@ from aiokafka.errors import KafkaError
 
 from runstream._config import KafkaConfig
 from runstream.deploy.local import _process
+from runstream.deploy.local._acls import grant_roles
 from runstream.deploy.local._config import HOST, KafkaNode, StackConfig
 from runstream.deploy.local._probes import tcp_open
 from runstream.deploy.local._secure import (
     KAFKA_ADMIN_USER,
-    KAFKA_CLIENT_USER,
+    KAFKA_ROLE_USERS,
     write_private,
 )
 from runstream.deploy.local._service import Service, ServiceStatus, StackError, fill, render
@@ -125,6 +126,11 @@ class KafkaBroker(Service):
             await ensure_topics(self.config.kafka(admin=True), topics, replicas=replicas)
         except (KafkaError, OSError, TimeoutError) as exc:
             raise self.fail(f"could not create topics {sorted(topics)}: {exc!r}") from exc
+        if self.config.secure:
+            try:
+                await grant_roles(self.config.kafka(admin=True))
+            except (KafkaError, OSError, TimeoutError) as exc:
+                raise self.fail(f"could not grant the roles their ACLs: {exc!r}") from exc
 
     async def status(self) -> ServiceStatus:
         """As for every service; on a cluster, the partitions this node leads and follows."""
@@ -190,7 +196,8 @@ class KafkaBroker(Service):
         if not self.config.secure:
             return []
         secrets = self.config.secrets()
-        users = {KAFKA_ADMIN_USER: secrets.kafka_admin, KAFKA_CLIENT_USER: secrets.kafka_client}
+        users = {KAFKA_ADMIN_USER: secrets.kafka_admin}
+        users |= {user: secrets.kafka_password(role) for role, user in KAFKA_ROLE_USERS.items()}
         arguments = []
         for user, password in users.items():
             arguments += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]

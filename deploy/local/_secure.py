@@ -29,7 +29,14 @@ from runstream._errors import ConfigError
 KAFKA_ADMIN_USER = "runstream-admin"
 """The broker's own SCRAM user (inter-broker listener) and the stack's admin client."""
 KAFKA_CLIENT_USER = "runstream"
-"""The SCRAM user of producers and consumers."""
+"""The SCRAM user of trainers (producers of the events topic) and of `runstream stack env`."""
+KAFKA_ROLE_USERS = {
+    "trainer": KAFKA_CLIENT_USER,
+    "persist": "runstream-persist",
+    "export": "runstream-export",
+    "watchdog": "runstream-watchdog",
+}
+"""One SCRAM user per role (see `_acls` for what each may do)."""
 SERVER_NAMES = ("localhost", "127.0.0.1", "::1")
 _SCRAM_ITERATIONS = 4096
 
@@ -43,11 +50,24 @@ class StackSecrets:
     postgres_admin: str = dataclasses.field(repr=False)
     postgres_writer: str = dataclasses.field(repr=False)
     postgres_reader: str = dataclasses.field(repr=False)
+    kafka_persist: str = dataclasses.field(repr=False)
+    kafka_export: str = dataclasses.field(repr=False)
+    kafka_watchdog: str = dataclasses.field(repr=False)
 
     @classmethod
     def generate(cls) -> StackSecrets:
         """Fresh random passwords (URL-safe, so they fit a URL and a JAAS line unquoted)."""
-        return cls(*(secrets.token_urlsafe(24) for _ in range(5)))
+        return cls(*(secrets.token_urlsafe(24) for _ in dataclasses.fields(cls)))
+
+    def kafka_password(self, role: str) -> str:
+        """The Kafka password of a role of `KAFKA_ROLE_USERS`."""
+        chosen = {
+            "trainer": self.kafka_client,
+            "persist": self.kafka_persist,
+            "export": self.kafka_export,
+            "watchdog": self.kafka_watchdog,
+        }
+        return chosen[role]
 
     def passwords(self) -> tuple[str, ...]:
         """Every password, for checks that none leaks."""
@@ -57,6 +77,9 @@ class StackSecrets:
             self.postgres_admin,
             self.postgres_writer,
             self.postgres_reader,
+            self.kafka_persist,
+            self.kafka_export,
+            self.kafka_watchdog,
         )
 
 

@@ -17,13 +17,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import NewTopic
+from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
+from runstream._config import KafkaConfig
 from runstream._errors import EXIT_CONFIG
+from runstream.consumers._topics import start_producer
 from runstream.deploy import local
+from runstream.deploy.local._kafka import admin_client
 from tests.integration.stacks import own_config, ports_from_the_os, running
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 _EXITS_WITHIN = 30.0
+_TOPIC_AUTHORIZATION_FAILED = 29
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +126,37 @@ async def test_no_kafka_listener_answers_in_plaintext(secure_stack: local.StackC
     (node,) = secure_stack.kafka_nodes()
     assert not await answers_in_plaintext(node.port)
     assert not await answers_in_plaintext(node.controller_port)
+
+
+async def test_a_trainer_may_write_the_events_topic_and_nothing_else(
+    secure_stack: local.StackConfig,
+) -> None:
+    trainer = secure_stack.kafka()
+    producer = await start_producer(trainer)
+    try:
+        await (await producer.send(trainer.topic, b"not an event: a dead letter", key=b"t"))
+        with pytest.raises(TopicAuthorizationFailedError):
+            await asyncio.wait_for(producer.send(trainer.dlq_topic, b"forged", key=b"t"), 30)
+    finally:
+        await producer.stop()
+
+    with pytest.raises((TopicAuthorizationFailedError, GroupAuthorizationFailedError)):
+        await read_as(trainer, f"trainer-{uuid.uuid4().hex[:8]}")
+
+    async with admin_client(trainer) as admin:
+        created = await admin.create_topics([NewTopic(f"forged-{uuid.uuid4().hex[:8]}", 1, 1)])
+        deleted = await admin.delete_topics([trainer.topic])
+    assert [error[1] for error in created.topic_errors] == [_TOPIC_AUTHORIZATION_FAILED]
+    assert [error[1] for error in deleted.topic_error_codes] == [_TOPIC_AUTHORIZATION_FAILED]
+
+
+async def read_as(kafka: KafkaConfig, group: str) -> None:
+    """Consume `kafka.topic` in `group` for up to 20 seconds (raises what Kafka refuses)."""
+    consumer = AIOKafkaConsumer(kafka.topic, group_id=group, **kafka.client_options())
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            await consumer.getmany(timeout_ms=500)
+    finally:
+        await consumer.stop()

@@ -105,7 +105,7 @@ def test_the_folder_is_private_and_made_once(tmp_path: Path) -> None:
     assert folder.path.stat().st_mode & 0o777 == 0o700
     for private in (folder.key, folder.password_file):
         assert private.stat().st_mode & 0o777 == 0o600
-    assert len(set(first.passwords())) == 5
+    assert len(set(first.passwords())) == 8  # admin, three PostgreSQL roles, four Kafka roles
     assert all(len(p) >= 32 for p in first.passwords())
     assert not any(p in repr(first) for p in first.passwords())
     assert [p.name for p in tmp_path.iterdir()] == ["secure"]  # no scratch folder left
