@@ -13,6 +13,7 @@ broker's own password sits in `server.properties` (0600).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import subprocess
 import uuid
@@ -123,6 +124,7 @@ class KafkaBroker(Service):
         topics = {self.config.topic: 8, self.config.dlq_topic: 2}
         replicas = (self.config.replication, self.config.min_insync_replicas)
         try:
+            await self._wait_for_every_node()
             await ensure_topics(self.config.kafka(admin=True), topics, replicas=replicas)
         except (KafkaError, OSError, TimeoutError) as exc:
             raise self.fail(f"could not create topics {sorted(topics)}: {exc!r}") from exc
@@ -143,6 +145,20 @@ class KafkaBroker(Service):
         except (KafkaError, OSError, TimeoutError) as exc:
             return replace(status, detail=f"partitions unknown: {exc!r}")
         return replace(status, detail=partition_roles(described, self.node.node_id))
+
+    async def _wait_for_every_node(self) -> None:
+        """Wait until every node of the cluster has registered (topics need all their replicas)."""
+        wanted = self.config.broker_count()
+        deadline = asyncio.get_running_loop().time() + self.startup_timeout
+        registered = 0
+        while True:
+            async with admin_client(self.config.kafka(admin=True)) as admin:
+                registered = len((await admin.describe_cluster())["brokers"])
+            if registered >= wanted:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise self.fail(f"only {registered} of {wanted} Kafka nodes registered")
+            await asyncio.sleep(0.5)
 
     def _record_cluster_size(self) -> None:
         """Say how many nodes the storage is for; refuse to change that on a formatted stack."""

@@ -153,8 +153,8 @@ async def test_a_trainer_may_write_the_events_topic_and_nothing_else(
 async def read_as(kafka: KafkaConfig, group: str) -> None:
     """Consume `kafka.topic` in `group` for up to 20 seconds (raises what Kafka refuses)."""
     consumer = AIOKafkaConsumer(kafka.topic, group_id=group, **kafka.client_options())
-    await consumer.start()
     try:
+        await consumer.start()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             await consumer.getmany(timeout_ms=500)
