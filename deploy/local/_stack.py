@@ -180,9 +180,14 @@ async def _ensure_all(services: Sequence[Service], report: Progress) -> list[str
     results = await asyncio.gather(
         *(_ensure(service, report) for service in services), return_exceptions=True
     )
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+    failures = [result for result in results if isinstance(result, BaseException)]
+    stack_errors = [failure for failure in failures if isinstance(failure, StackError)]
+    if len(stack_errors) > 1:  # one node waiting for another that failed: say both
+        first = stack_errors[0]
+        message = "; ".join(str(failure) for failure in stack_errors)
+        raise StackError(first.service, message, log_tail=first.log_tail) from first
+    if failures:
+        raise failures[0]
     return [service.name for service, new in zip(services, results, strict=True) if new]
 
 
