@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import subprocess
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -42,6 +43,7 @@ _JVM_OPTIONS = ("-XX:+UseG1GC", "-Djava.awt.headless=true")
 _HEAP = {1: ("-Xms256m", "-Xmx1g"), 3: ("-Xms128m", "-Xmx384m")}
 """Heap per node: three JVMs share a small machine."""
 _TOPIC_ALREADY_EXISTS = 36
+_SHARED_FILES = threading.Lock()
 _ADMIN_TIMEOUT_MS = 5000
 
 
@@ -72,8 +74,14 @@ class KafkaBroker(Service):
         return self.config.state_dir / "kafka" / "libs"
 
     def prepare(self) -> None:
-        """Write `server.properties` and the log4j2 config; format the storage the first time."""
-        self._record_cluster_size()
+        """Write `server.properties` and the log4j2 config; format the storage the first time.
+
+        The nodes of a cluster prepare at once (in threads): what they share (the cluster id, the
+        recorded size) is settled under one lock, so all format with the same cluster id.
+        """
+        with _SHARED_FILES:
+            self._record_cluster_size()
+            self._cluster_id()
         self.home.mkdir(parents=True, exist_ok=True)
         self.home.chmod(0o700)  # the event data: its owner's only
         write_private(self.home / "server.properties", self.server_properties().encode())

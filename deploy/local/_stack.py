@@ -182,6 +182,8 @@ async def _ensure_all(services: Sequence[Service], report: Progress) -> list[str
     )
     failures = [result for result in results if isinstance(result, BaseException)]
     stack_errors = [failure for failure in failures if isinstance(failure, StackError)]
+    if len(stack_errors) < len(failures):  # a bug, not a service that failed: show it first
+        raise next(f for f in failures if not isinstance(f, StackError))
     if len(stack_errors) > 1:  # one node waiting for another that failed: say both
         first = stack_errors[0]
         message = "; ".join(str(failure) for failure in stack_errors)
