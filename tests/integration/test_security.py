@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from runstream.deploy import local
 from runstream.deploy.local._config import ADMIN_ROLE, READER_ROLE, WRITER_ROLE
 from runstream.deploy.local._secure import SecureFolder
 from runstream.producer import Run, RunContext
+from tests.ports import reserved_ports
 
 pytestmark = pytest.mark.timeout(600)  # the first test also waits for the secure stack to come up
 
@@ -48,15 +48,6 @@ _SECRET_FILES = ("secure/passwords.json", "secure/server.key", "kafka/server.pro
 
 
 # -- the secure stack ----------------------------------------------------------------------------
-
-
-def ports_from_the_os(count: int) -> list[int]:
-    """`count` distinct TCP ports that the kernel hands out as free right now."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 def borrow_kafka_jars(config: local.StackConfig) -> None:
@@ -72,9 +63,12 @@ def secure_stack() -> Iterator[local.StackConfig]:
     """A running secure stack; stopped (by pid) and deleted afterwards, even after a failure."""
     state = Path(tempfile.mkdtemp(prefix="runstream-secure-", dir="/tmp"))
     state.chmod(0o711)  # PostgreSQL's unprivileged owner must walk into it
-    kafka, controller, postgres, prometheus, alertmanager, exporter, persist, watchdog = (
-        ports_from_the_os(_SERVICE_PORTS)
-    )
+    with reserved_ports(_SERVICE_PORTS) as ports:
+        yield from _secure_stack_on(state, ports)
+
+
+def _secure_stack_on(state: Path, ports: list[int]) -> Iterator[local.StackConfig]:
+    kafka, controller, postgres, prometheus, alertmanager, exporter, persist, watchdog = ports
     config = local.StackConfig(
         state_dir=state,
         kafka_port=kafka,
@@ -256,12 +250,11 @@ def test_persist_with_a_wrong_password_says_so_without_the_password(
     secure_stack: local.StackConfig, tmp_path: Path
 ) -> None:
     wrong = wrong_password()
-    (health,) = ports_from_the_os(1)
     env = secure_env(
         secure_stack,
         RUNSTREAM_KAFKA_SASL_PASSWORD=wrong,
         RUNSTREAM_PERSIST_GROUP=f"security-{uuid.uuid4().hex[:8]}",
-        RUNSTREAM_PERSIST_HEALTH_ADDRESS=f"127.0.0.1:{health}",
+        RUNSTREAM_PERSIST_HEALTH_ADDRESS="127.0.0.1:0",
     )
     stderr = tmp_path / "persist.stderr"
     with stderr.open("wb") as sink:
