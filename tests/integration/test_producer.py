@@ -26,12 +26,13 @@ import psutil
 import pytest
 
 from runstream._config import KafkaConfig, ProducerConfig
-from runstream.deploy.local import StackConfig, StackEndpoints
-from runstream.deploy.local import _process as process
-from runstream.deploy.local import up as stack_up
+from runstream.deploy.local import StackEndpoints
+from runstream.deploy.local._kafka import KafkaBroker
 from runstream.producer import Run, RunContext
 from runstream.producer.logging import RunLogHandler
 from runstream.schemas import kinds
+from tests.harness import Harness
+from tests.integration.private import start_broker, stop_broker
 from tests.unit.test_producer_lifecycle import spooled_events
 
 matplotlib.use("Agg")
@@ -151,16 +152,22 @@ async def test_every_logging_call_lands_with_run_rank_name_step_value(
     assert ("WARNING", "sdk-test", "epoch 1 done") in [tuple(r) for r in logs]
 
 
+@pytest.mark.slow
 async def test_broker_down_for_30s_while_logging_50000_ends_with_exactly_50000_rows(
-    stack: StackEndpoints, stack_config: StackConfig, admin_db: asyncpg.Connection, tmp_path: Path
+    stack: StackEndpoints, private_kafka: KafkaBroker, tmp_path: Path
 ) -> None:
-    run = new_run(stack, tmp_path)
-    kafka_pid_file = stack_config.state_dir / "kafka" / "kafka.pid"
-    for step in range(10_000):
-        run.log("loss", float(step), step=step)
-    assert await asyncio.to_thread(run.flush, 60)
-    assert await asyncio.to_thread(process.stop, kafka_pid_file) is not None, "kafka was running"
-    try:
+    """The test's own broker is stopped by its pid for ~30 s of training and started again; a
+    persist of the test's own stores what the run logged, once."""
+    async with Harness.create(
+        private_kafka.address, stack.admin_url, tmp_path, writer_url=stack.writer_url
+    ) as harness:
+        harness.service("persist").start()
+        config = ProducerConfig(kafka=harness.kafka, spool_dir=tmp_path / "spool")
+        run = Run(RunContext(run_id=f"sdk-{uuid.uuid4().hex[:12]}", experiment="sdk"), config)
+        for step in range(10_000):
+            run.log("loss", float(step), step=step)
+        assert await asyncio.to_thread(run.flush, 60)
+        assert await asyncio.to_thread(stop_broker, private_kafka) is not None, "it was running"
         started = time.monotonic()
         for step in range(10_000, 50_000):
             run.log("loss", float(step), step=step)
@@ -168,18 +175,13 @@ async def test_broker_down_for_30s_while_logging_50000_ends_with_exactly_50000_r
                 await asyncio.sleep(0.6)  # training goes on for ~30 s while the broker is away
         assert time.monotonic() - started >= 20
         assert not await asyncio.to_thread(run.flush, 1), "nothing can be acknowledged now"
-    finally:
-        await stack_up(stack_config)
-    report = await asyncio.to_thread(run.complete, 120)
-    assert report.delivered, report
-    count = await wait_for_count(
-        admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run.run_id, expected=50_000
-    )
-    assert count == 50_000
-    distinct = await admin_db.fetchval(
-        "SELECT count(DISTINCT step) FROM metrics WHERE run_id = $1", run.run_id
-    )
-    assert distinct == 50_000
+        await asyncio.to_thread(start_broker, private_kafka)
+        report = await asyncio.to_thread(run.complete, 120)
+        assert report.delivered, report
+        query = f"SELECT count(*) FROM metrics WHERE run_id = '{run.run_id}'"
+        assert await harness.wait_for_rows(query, 50_000, within=120) == 50_000
+        distinct = "SELECT count(DISTINCT step) FROM metrics"
+        assert await harness.fetchval(distinct) == 50_000
 
 
 def couriers() -> list[psutil.Process]:
