@@ -194,42 +194,59 @@ def couriers() -> list[psutil.Process]:
     return found
 
 
-async def new_courier(known: set[int], broker_port: int, within: float = 20) -> psutil.Process:
-    """The one live courier that is none of `known` and is connected to the broker (so it is at
-    work; a replacement starts within a second).
-    """
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+async def courier_at_work(
+    known: set[int], broker_port: int, run: Run, step: int
+) -> tuple[psutil.Process, float]:
+    """The one live courier that is none of `known`, once it is connected to the broker, and how
+    long it took to appear. The run logs a value every flush interval meanwhile (a replacement
+    is promised within a second while something is logged)."""
+    started = time.monotonic()
+    appeared = None
+    while time.monotonic() - started < 30:
+        run.log("waiting", 1.0, step=step)
+        step += 1
         fresh = [c for c in couriers() if c.pid not in known]
         if fresh:
             [courier] = fresh
+            appeared = appeared or time.monotonic() - started
             with contextlib.suppress(psutil.Error):
                 if any(c.raddr and c.raddr.port == broker_port for c in courier.net_connections()):
-                    return courier
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no new courier at work within {within} s")
+                    return courier, appeared
+        await asyncio.sleep(_FLUSH_INTERVAL)
+    raise AssertionError(f"no new courier at work within 30 s (appeared after {appeared} s)")
+
+
+_FLUSH_INTERVAL = ProducerConfig(kafka=KafkaConfig()).flush_interval
 
 
 async def test_a_courier_killed_mid_stream_is_replaced_and_every_event_is_stored_once(
     stack: StackEndpoints, admin_db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     run = new_run(stack, tmp_path)
+    port = int(stack.bootstrap_servers.rsplit(":", 1)[1])
     killed: set[int] = set()
+    replaced_in = []
+    courier, _ = await courier_at_work(killed, port, run, 0)
     for step in range(30_000):
         run.log("loss", float(step), step=step)
         if step % 5_000 == 4_999:
-            await asyncio.sleep(0.2)  # one flush interval and more: the courier is woken
-            port = int(stack.bootstrap_servers.rsplit(":", 1)[1])
-            courier = await new_courier(killed, port)
             courier.kill()
             killed.add(courier.pid)
+            courier, appeared = await courier_at_work(killed, port, run, 1000 * len(killed))
+            replaced_in.append(appeared)
     assert len(killed) == 6
+    # DESIGN promises a replacement within a second; this build takes 2.2-3.1 s here (the death
+    # is noticed at the next once-a-second read of the courier's pipe, the next courier starts a
+    # second after that). Bounded at five read intervals so a lost replacement fails; the gap to
+    # the promise is reported, not hidden (see the hand-off note of issue 17).
+    assert max(replaced_in) <= 5.0, replaced_in
     report = await asyncio.to_thread(run.complete, 120)
     assert report.delivered, report
-    count = await wait_for_count(
-        admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run.run_id, expected=30_000
-    )
+    query = "SELECT count(*) FROM metrics WHERE run_id = $1 AND name = 'loss'"
+    count = await wait_for_count(admin_db, query, run.run_id, expected=30_000)
     assert count == 30_000
+    distinct = "SELECT count(DISTINCT step) FROM metrics WHERE run_id = $1 AND name = 'loss'"
+    assert await admin_db.fetchval(distinct, run.run_id) == 30_000
     assert couriers() == [], "closing the run ended its courier"
 
 
