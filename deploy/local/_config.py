@@ -58,6 +58,8 @@ class StackConfig:
     postgres_port: int = _local.POSTGRES_PORT
     prometheus_port: int = _local.PROMETHEUS_PORT
     alertmanager_port: int = _local.ALERTMANAGER_PORT
+    alertmanager_webhook_port: int | None = None
+    """Where Alertmanager posts every alert (a test listens there); None: Alertmanager's + 85."""
     exporter_address: str = _local.EXPORTER_ADDRESS
     persist_health_address: str = _local.PERSIST_HEALTH_ADDRESS
     watchdog_health_address: str = _local.WATCHDOG_HEALTH_ADDRESS
@@ -67,6 +69,8 @@ class StackConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())
+        if self.alertmanager_webhook_port is None:
+            object.__setattr__(self, "alertmanager_webhook_port", self.alertmanager_port + 85)
         ports = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_port")]
         ports += [Address.parse(getattr(self, name), name).port for name in self._addresses()]
         for port in ports:
@@ -74,6 +78,12 @@ class StackConfig:
                 raise ConfigError(f"port {port}: expected 1..65535")
         if len(set(ports)) != len(ports):
             raise ConfigError(f"the local stack needs distinct ports, got {sorted(ports)}")
+
+    @property
+    def webhook_port(self) -> int:
+        """The port Alertmanager's one receiver posts to, on the loopback."""
+        assert self.alertmanager_webhook_port is not None  # set by __post_init__
+        return self.alertmanager_webhook_port
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StackConfig:
@@ -85,6 +95,7 @@ class StackConfig:
             postgres_port=settings.stack_postgres_port,
             prometheus_port=settings.stack_prometheus_port,
             alertmanager_port=settings.stack_alertmanager_port,
+            alertmanager_webhook_port=settings.stack_alertmanager_webhook_port,
             exporter_address=settings.exporter_address,
             persist_health_address=settings.persist_health_address,
             watchdog_health_address=settings.watchdog_health_address,
@@ -183,6 +194,7 @@ class StackConfig:
             "RUNSTREAM_STACK_POSTGRES_PORT": str(self.postgres_port),
             "RUNSTREAM_STACK_PROMETHEUS_PORT": str(self.prometheus_port),
             "RUNSTREAM_STACK_ALERTMANAGER_PORT": str(self.alertmanager_port),
+            "RUNSTREAM_STACK_ALERTMANAGER_WEBHOOK_PORT": str(self.webhook_port),
             "RUNSTREAM_BOOTSTRAP_SERVERS": points.bootstrap_servers,
             "RUNSTREAM_TOPIC": self.topic,
             "RUNSTREAM_DLQ_TOPIC": self.dlq_topic,
