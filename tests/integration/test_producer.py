@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import signal
@@ -28,7 +29,7 @@ import pytest
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream.deploy.local import StackEndpoints
 from runstream.deploy.local._kafka import KafkaBroker
-from runstream.producer import Run, RunContext
+from runstream.producer import Run, RunContext, start_async_run, start_run
 from runstream.producer.logging import RunLogHandler
 from runstream.schemas import kinds
 from tests.harness import Harness
@@ -523,3 +524,93 @@ def test_a_topic_the_broker_lacks_is_named_in_the_error_and_not_repeated_on_stde
     assert len(kept) == step, "every value waits in the spool"
     said = [line for line in capfd.readouterr().err.splitlines() if "not found in cluster" in line]
     assert 1 <= len(said) <= 2, said
+
+
+def stack_config_for(stack: StackEndpoints, tmp_path: Path) -> ProducerConfig:
+    return ProducerConfig(
+        kafka=KafkaConfig(bootstrap_servers=stack.bootstrap_servers), spool_dir=tmp_path / "spool"
+    )
+
+
+async def run_row(admin_db: asyncpg.Connection, run_id: str) -> tuple[Any, ...]:
+    row = await admin_db.fetchrow(
+        "SELECT status, status_reason, exit_code FROM runs WHERE run_id = $1", run_id
+    )
+    assert row is not None, run_id
+    return tuple(row)
+
+
+async def test_an_async_run_logs_without_blocking_the_loop_and_completes(
+    stack: StackEndpoints, admin_db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    run = start_async_run("sdk-tests", name="async", config=stack_config_for(stack, tmp_path))
+    async with run:
+        for step in range(100):
+            run.log("loss", 1.0 / (step + 1), step=step)
+        assert await run.flush(30)
+    assert await wait_for_status(admin_db, run.run_id, "completed") == "completed"
+    rows = await admin_db.fetch(
+        "SELECT step, value FROM metrics WHERE run_id = $1 ORDER BY step", run.run_id
+    )
+    assert [tuple(r) for r in rows] == [(step, 1.0 / (step + 1)) for step in range(100)]
+
+
+@pytest.mark.parametrize("handle", ["Run", "AsyncRun"])
+@pytest.mark.parametrize("verdict", ["fail", "cancel"])
+async def test_fail_and_cancel_reach_the_run_with_their_reason(
+    stack: StackEndpoints, admin_db: asyncpg.Connection, tmp_path: Path, handle: str, verdict: str
+) -> None:
+    config = stack_config_for(stack, tmp_path)
+    opened = start_run if handle == "Run" else start_async_run
+    run = opened("sdk-tests", config=config)
+    run.log("loss", 1.0, step=0)
+    if verdict == "fail":
+        ended = run.fail(ValueError("diverged at step 0"), exit_code=3, timeout=30)
+    else:
+        ended = run.cancel("stopped by the user", timeout=30)
+    report = await ended if inspect.isawaitable(ended) else ended
+    assert report.delivered, report
+    status = "failed" if verdict == "fail" else "canceled"
+    assert await wait_for_status(admin_db, run.run_id, status) == status
+    _, reason, exit_code = await run_row(admin_db, run.run_id)
+    if verdict == "fail":
+        assert "ValueError: diverged at step 0" in reason
+        assert exit_code == 3
+    else:
+        assert (reason, exit_code) == ("stopped by the user", None)
+    count = "SELECT count(*) FROM metrics WHERE run_id = $1"
+    assert await admin_db.fetchval(count, run.run_id) == 1
+
+
+_INTERRUPTED = """
+import sys
+from runstream.producer import start_run
+run = start_run(experiment="sdk-tests", run_id=sys.argv[1])
+step = 0
+while True:
+    run.log("loss", float(step), step=step)
+    print(step, flush=True)
+    step += 1
+"""
+
+
+async def test_sigint_cancels_the_run_after_a_flush(
+    run_env: dict[str, str], admin_db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    run_id = f"sdk-sigint-{uuid.uuid4().hex[:8]}"
+    env = {**run_env, "RUNSTREAM_SPOOL_DIR": str(tmp_path / "spool")}
+    trainer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _INTERRUPTED, run_id, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    assert trainer.stdout is not None
+    while int(await trainer.stdout.readline()) < 1000:
+        pass
+    trainer.send_signal(signal.SIGINT)
+    output = await trainer.stdout.read()
+    assert await trainer.wait() != 0, "a KeyboardInterrupt ends the script"
+    last = int(output.split()[-1]) if output.split() else 1000
+    assert await wait_for_status(admin_db, run_id, "canceled") == "canceled"
+    assert await run_row(admin_db, run_id) == ("canceled", "interrupted (SIGINT)", None)
+    # Flushed before it said canceled: every step it reported logging is stored.
+    stored = await admin_db.fetchval("SELECT count(*) FROM metrics WHERE run_id = $1", run_id)
+    assert last + 1 <= stored <= last + 2, (last, stored)
