@@ -344,7 +344,9 @@ async def test_a_client_trusting_another_ca_is_refused(
 @contextlib.asynccontextmanager
 async def forwarder(target_port: int) -> AsyncIterator[tuple[str, int]]:
     """A TCP forwarder on 127.0.0.3 (port from the OS) to 127.0.0.1:`target_port`: the real
-    service, reached under a name its certificate does not carry."""
+    service, reached under a name its certificate does not carry. Every connection it made is
+    closed when it stops."""
+    writers: list[asyncio.StreamWriter] = []
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError):
@@ -354,12 +356,20 @@ async def forwarder(target_port: int) -> AsyncIterator[tuple[str, int]]:
         writer.close()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        writers.append(up_writer)
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     server = await asyncio.start_server(serve, "127.0.0.3", 0)
-    async with server:
-        yield "127.0.0.3", server.sockets[0].getsockname()[1]
+    try:
+        async with server:
+            yield "127.0.0.3", server.sockets[0].getsockname()[1]
+    finally:
+        for writer in writers:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
 
 async def test_a_server_reached_under_another_name_fails_host_name_verification(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -67,9 +68,11 @@ def test_env_lines_evaluate_to_declared_settings(
     printed = cli("stack", "env", env=run_env).stdout
     assert printed.splitlines()
     assert all(line.startswith("export RUNSTREAM_") for line in printed.splitlines())
-    shell = subprocess.run(
-        ["bash", "-c", script, "bash", printed], capture_output=True, text=True, check=True
-    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
+    shell = subprocess.run(  # only what the printed lines set, not this session's RUNSTREAM_*
+        ["bash", "-c", script, "bash", printed], capture_output=True, text=True, check=True,
+        env=clean,
+    )  # fmt: skip
     evaluated = dict(line.split("=", 1) for line in shell.stdout.splitlines() if "=" in line)
     exported = {k: v for k, v in evaluated.items() if k.startswith("RUNSTREAM_")}
     assert exported == stack_config.env()
