@@ -227,14 +227,18 @@ async def test_a_courier_killed_mid_stream_is_replaced_and_every_event_is_stored
     port = int(stack.bootstrap_servers.rsplit(":", 1)[1])
     killed: set[int] = set()
     replaced_in = []
-    courier, _ = await courier_at_work(killed, port, run, 0)
-    for step in range(30_000):
-        run.log("loss", float(step), step=step)
-        if step % 5_000 == 4_999:
-            courier.kill()
-            killed.add(courier.pid)
-            courier, appeared = await courier_at_work(killed, port, run, 1000 * len(killed))
-            replaced_in.append(appeared)
+    try:
+        courier, _ = await courier_at_work(killed, port, run, 0)
+        for step in range(30_000):
+            run.log("loss", float(step), step=step)
+            if step % 5_000 == 4_999:
+                courier.kill()
+                killed.add(courier.pid)
+                courier, appeared = await courier_at_work(killed, port, run, 1000 * len(killed))
+                replaced_in.append(appeared)
+    except BaseException:
+        run.close(timeout=1)  # its courier must not outlive a failure (the next test counts them)
+        raise
     assert len(killed) == 6
     # DESIGN promises a replacement within a second; this build takes 2.2-3.1 s here (the death
     # is noticed at the next once-a-second read of the courier's pipe, the next courier starts a
