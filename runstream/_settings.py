@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     stack_alertmanager_port: int = Field(
         _local.ALERTMANAGER_PORT, description="Local stack: Alertmanager port"
     )
+    stack_alertmanager_webhook_port: int | None = Field(
+        None, description="Local stack: where Alertmanager posts alerts (its port + 85 if unset)"
+    )
     persist_health_address: str = Field(
         _local.PERSIST_HEALTH_ADDRESS, description="Persist /metrics bind"
     )

@@ -163,6 +163,18 @@ async def committed_offsets(kafka: KafkaConfig, group: str) -> dict[int, int]:
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == kafka.topic}
 
 
+async def reset_offsets(kafka: KafkaConfig, group: str, offsets: Mapping[int, int]) -> None:
+    """Commit `{partition: offset}` of `kafka.topic` for `group` (whose members are stopped)."""
+    consumer = AIOKafkaConsumer(group_id=group, enable_auto_commit=False, **kafka.client_options())
+    await consumer.start()
+    try:
+        partitions = {TopicPartition(kafka.topic, p): offset for p, offset in offsets.items()}
+        consumer.assign(list(partitions))
+        await consumer.commit(partitions)
+    finally:
+        await consumer.stop()
+
+
 def database_url(url: str, database: str) -> str:
     """`url` pointing at another database of the same server, same credentials."""
     parts = urlsplit(url)

@@ -85,6 +85,8 @@ class StackConfig:
     postgres_port: int = _local.POSTGRES_PORT
     prometheus_port: int = _local.PROMETHEUS_PORT
     alertmanager_port: int = _local.ALERTMANAGER_PORT
+    alertmanager_webhook_port: int | None = None
+    """Where Alertmanager posts every alert (a test listens there); None: Alertmanager's + 85."""
     exporter_address: str = _local.EXPORTER_ADDRESS
     persist_health_address: str = _local.PERSIST_HEALTH_ADDRESS
     watchdog_health_address: str = _local.WATCHDOG_HEALTH_ADDRESS
@@ -98,6 +100,8 @@ class StackConfig:
         object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())
         if self.brokers is not None and self.brokers not in (1, 3):
             raise ConfigError(f"brokers={self.brokers}: expected 1 or 3")
+        if self.alertmanager_webhook_port is None:
+            object.__setattr__(self, "alertmanager_webhook_port", self.alertmanager_port + 85)
         ports = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_port")]
         ports += [
             port for node in self.kafka_nodes()[1:] for port in (node.port, node.controller_port)
@@ -109,6 +113,12 @@ class StackConfig:
         if len(set(ports)) != len(ports):
             raise ConfigError(f"the local stack needs distinct ports, got {sorted(ports)}")
 
+    @property
+    def webhook_port(self) -> int:
+        """The port Alertmanager's one receiver posts to, on the loopback."""
+        assert self.alertmanager_webhook_port is not None  # set by __post_init__
+        return self.alertmanager_webhook_port
+
     @classmethod
     def from_settings(cls, settings: Settings) -> StackConfig:
         """The stack that `RUNSTREAM_STACK_*` (and the service addresses) describe."""
@@ -119,6 +129,7 @@ class StackConfig:
             postgres_port=settings.stack_postgres_port,
             prometheus_port=settings.stack_prometheus_port,
             alertmanager_port=settings.stack_alertmanager_port,
+            alertmanager_webhook_port=settings.stack_alertmanager_webhook_port,
             exporter_address=settings.exporter_address,
             persist_health_address=settings.persist_health_address,
             watchdog_health_address=settings.watchdog_health_address,
@@ -263,6 +274,7 @@ class StackConfig:
             "RUNSTREAM_STACK_POSTGRES_PORT": str(self.postgres_port),
             "RUNSTREAM_STACK_PROMETHEUS_PORT": str(self.prometheus_port),
             "RUNSTREAM_STACK_ALERTMANAGER_PORT": str(self.alertmanager_port),
+            "RUNSTREAM_STACK_ALERTMANAGER_WEBHOOK_PORT": str(self.webhook_port),
             "RUNSTREAM_BOOTSTRAP_SERVERS": points.bootstrap_servers,
             "RUNSTREAM_TOPIC": self.topic,
             "RUNSTREAM_DLQ_TOPIC": self.dlq_topic,

@@ -22,6 +22,7 @@ from runstream._settings import Settings
 from runstream.deploy import local
 from runstream.deploy.local._kafka import admin_client
 from tests.harness import Harness
+from tests.integration.private import private_kafka  # noqa: F401 (a fixture for every test)
 from tests.integration.support import Rows
 
 _HERE = Path(__file__).parent

@@ -4,8 +4,13 @@ real Alertmanager delivers RunStalled to a webhook in this test. A run that comp
 alongside it produces no alert at all.
 
 Bound: the run says `expect_next_in=3` s; the watchdog checks every RUNSTREAM_WATCHDOG_INTERVAL
-(5 s), the stack scrapes and evaluates every 2 s, RunStalled needs `for: 30s`, Alertmanager waits
-1 s (group_wait). That is about 45 s; the test allows ALERT_BOUND.
+(5 s), the stack scrapes and evaluates every 2 s, RunStalled needs `for: 30s` (held from one
+evaluation to another, so one more), Alertmanager waits 1 s (group_wait) and flushes every 2 s
+(group_interval). ALERT_BOUND is that sum plus one more watchdog interval for the status event's
+way through Kafka and the exporter.
+
+The webhook listens on the stack's own RUNSTREAM_STACK_ALERTMANAGER_WEBHOOK_PORT, the port the
+stack wrote into Alertmanager's config, so stacks side by side never share one.
 """
 
 from __future__ import annotations
@@ -25,13 +30,28 @@ import httpx
 import pytest
 
 from runstream._config import KafkaConfig, ProducerConfig
+from runstream._settings import Settings
 from runstream.deploy.local import StackConfig, StackEndpoints
 from runstream.producer import Run, start_run
 
-WEBHOOK = ("127.0.0.1", 19180)  # deploy/alertmanager/alertmanager.yml sends every alert here
-ALERT_BOUND = 120.0
-RESOLVE_BOUND = 60.0
 EXPECT_NEXT_IN = 3.0
+WATCHDOG_INTERVAL = Settings().watchdog_interval  # the stack's watchdog reads the same setting
+SCRAPE = EVALUATE = 2.0  # deploy/local/templates/prometheus.yml
+FOR = 30.0  # RunStalled's `for:` in deploy/prometheus/runs.rules.yml
+GROUP_WAIT, GROUP_INTERVAL = 1.0, 2.0  # deploy/alertmanager/alertmanager.yml
+ALERT_BOUND = (
+    EXPECT_NEXT_IN
+    + 2 * WATCHDOG_INTERVAL
+    + SCRAPE
+    + EVALUATE
+    + FOR
+    + EVALUATE
+    + GROUP_WAIT
+    + GROUP_INTERVAL
+)
+# The run completes: the exporter shows `completed` within a scrape, the rule stops within an
+# evaluation, Alertmanager sends the resolution at its next group interval.
+RESOLVE_BOUND = WATCHDOG_INTERVAL + SCRAPE + 2 * EVALUATE + 2 * GROUP_INTERVAL
 
 
 @dataclass
@@ -61,7 +81,7 @@ class Webhook:
 
 
 @pytest.fixture
-def webhook() -> Iterator[Webhook]:
+def webhook(stack_config: StackConfig) -> Iterator[Webhook]:
     state = Webhook()
 
     class Handler(BaseHTTPRequestHandler):
@@ -76,10 +96,11 @@ def webhook() -> Iterator[Webhook]:
         def log_message(self, format: str, *args: object) -> None:
             """Quiet."""
 
+    address = ("127.0.0.1", stack_config.webhook_port)
     try:
-        server = ThreadingHTTPServer(WEBHOOK, Handler)
+        server = ThreadingHTTPServer(address, Handler)
     except OSError as exc:
-        pytest.fail(f"the alert webhook port {WEBHOOK} is taken: {exc}")
+        pytest.fail(f"the stack's alert webhook port {address} is taken: {exc}")
     thread = threading.Thread(target=server.serve_forever, name="webhook", daemon=True)
     thread.start()
     yield state

@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import matplotlib.image
@@ -183,3 +184,18 @@ def test_a_database_that_does_not_answer_is_named_without_its_password(
     assert done.returncode == 4
     assert f"runstream_reader@{REFUSED}/runstream" in done.stderr
     assert "do-not-print-me" not in done.stderr + done.stdout
+
+
+def test_a_refused_login_exits_4_and_names_the_database_without_the_password(
+    run_env: dict[str, str], stack: StackEndpoints
+) -> None:
+    parts = urlsplit(stack.reader_url)
+    wrong = parts._replace(
+        netloc=f"{parts.username}:not-the-password@{parts.hostname}:{parts.port}"
+    )
+    done = cli(run_env | {"RUNSTREAM_DATABASE_READ_URL": urlunsplit(wrong)}, "runs")
+    assert done.returncode == 4, done.stderr
+    assert f"{parts.username}@{parts.hostname}:{parts.port}{parts.path}" in done.stderr
+    assert "not-the-password" not in done.stderr + done.stdout
+    right = cli(run_env, "runs", "--limit", "1")
+    assert right.returncode == 0, right.stderr  # the same server takes the right password

@@ -167,3 +167,29 @@ async def test_prometheus_scrapes_the_stack_exporter_for_every_run(
         return found == {run_id: n + 0.01 for n, run_id in enumerate(run_ids)}
 
     assert await wait_until(answered, within=90)
+
+
+async def test_bad_input_is_counted_by_reason_and_the_exporter_keeps_going(
+    harness: Harness,
+) -> None:
+    export = harness.service("export").start()
+    run = EventFactory(f"bad-{harness.suffix}")
+    garbage = [b"\x00garbage", b"\xc3\x01" + bytes(8) + b"body", b"\xc3\x01"]
+    messages = [(run.key, run.metrics(1, {"loss": 1.0}))]
+    messages += [(run.key, value) for value in garbage]
+    messages += [(run.key, run.metrics(2, {"loss": 0.5}))]
+    await produce(harness.kafka, messages)
+
+    def past_the_garbage(page: Samples) -> bool:
+        return series(page, "runstream_metric_step", metric="loss") == {
+            ("tests", "0", run.run_id): 2.0
+        }
+
+    page = await scrape_until(export.metrics_url(), past_the_garbage, within=60)
+    assert past_the_garbage(page), export.log()[-3000:]
+    assert series(page, "runstream_metric_value", metric="loss") == {
+        ("tests", "0", run.run_id): 0.5
+    }
+    letters = page["runstream_consumer_dead_letters_total"]
+    reasons = {labels["reason"]: value for labels, value in letters if value}
+    assert reasons == {"bad_magic": 2.0, "unknown_fingerprint": 1.0}

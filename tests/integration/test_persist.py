@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+from runstream.schemas import kinds
 from tests.harness import (
     EventFactory,
     Harness,
@@ -16,7 +17,9 @@ from tests.harness import (
     end_offsets,
     produce,
     read_topic,
+    reset_offsets,
     scrape_until,
+    wait_until,
 )
 
 _TRAINING = """
@@ -149,3 +152,133 @@ async def test_sigterm_commits_and_leaves_promptly(harness: Harness) -> None:
     group = harness.env()["RUNSTREAM_PERSIST_GROUP"]
     committed = await committed_offsets(harness.kafka, group)
     assert committed == {p: end for p, end in ends.items() if end}, "every stored event committed"
+
+
+_TABLES = (
+    "experiments",
+    "runs",
+    "run_ranks",
+    "metrics",
+    "metric_latest",
+    "text_metrics",
+    "table_rows",
+    "files",
+    "log_records",
+    "status_events",
+)
+
+
+def every_kind(run: EventFactory) -> list[tuple[bytes, bytes]]:
+    """One run's events touching every table, with two genuine logs of one name at one step."""
+    events = [
+        run.run_started(name="once", params={"lr": "0.1"}),
+        run.metrics(0, {"loss": 1.0, "acc": 0.5}),
+        run.metrics(0, {"loss": 0.9}),  # logged again at the same step: both are kept
+        run.metrics(1, {"loss": 0.8}),
+        run.event(kinds.TEXT, {"step": 1, "name": "note", "value": "warm"}),
+        run.event(kinds.TABLE_ROW, {"table": "fits", "columns": {"alpha": 0.5, "ok": True}}),
+        run.event(
+            kinds.FILE, {"name": "notes", "media_type": "text/plain", "step": 1, "data": b"hi"}
+        ),
+        run.event(kinds.LOG_RECORD, {"level": "INFO", "logger": "train", "message": "epoch 1"}),
+        run.heartbeat(1, progress=True, expect_next_in=30.0),
+        run.event(kinds.PARAMS, {"params": {"batch": "64"}}),
+        run.event(kinds.TAGS, {"tags": {"team": "vision"}}),
+        run.rank_finished("completed"),
+        run.event(
+            kinds.STATUS,
+            {"state": "completed", "reason": None, "exit_code": 0, "source": "launcher"},
+        ),
+    ]
+    return [(run.key, event) for event in events]
+
+
+async def snapshot(harness: Harness) -> dict[str, list[str]]:
+    """Every row of every table as JSON text, sorted; `updated_at` (when a row was last written,
+    not what it says) left out."""
+    return {
+        table: sorted(
+            r["row"]
+            for r in await harness.fetch(
+                f"SELECT (to_jsonb(t) - 'updated_at')::text AS row FROM {table} t"
+            )
+        )
+        for table in _TABLES
+    }
+
+
+async def rolled_back(harness: Harness) -> int:
+    """Transactions rolled back in this test's database (a COPY that met stored rows is one)."""
+    query = "SELECT xact_rollback FROM pg_stat_database WHERE datname = $1"
+    return int(await harness.fetchval(query, harness.database))
+
+
+async def consumed_all(harness: Harness) -> None:
+    """Wait until persist's group has committed the topic's end offsets."""
+    group = harness.env()["RUNSTREAM_PERSIST_GROUP"]
+    ends = {
+        p: end for p, end in (await end_offsets(harness.kafka, harness.kafka.topic)).items() if end
+    }
+
+    async def caught_up() -> bool:
+        return await committed_offsets(harness.kafka, group) == ends
+
+    assert await wait_until(caught_up, within=60), ends
+
+
+async def test_replayed_bytes_and_reset_offsets_store_nothing_twice(harness: Harness) -> None:
+    """Guarantee 3: the same bytes produced again (with one new event in the same batch), then
+    the group's offsets reset to the start, store nothing twice in any table. The replayed
+    metrics meet stored rows, so the fast COPY fails and the batch is written again on the exact
+    path (a rolled-back transaction), new row included."""
+    run = EventFactory(f"once-{harness.suffix}")
+    messages = every_kind(run)
+    await produce(harness.kafka, messages)
+    persist = harness.service("persist").start()
+    await consumed_all(harness)
+    first = await snapshot(harness)
+    assert {t: len(rows) for t, rows in first.items()} == {
+        "experiments": 1,
+        "runs": 1,
+        "run_ranks": 1,
+        "metrics": 4,
+        "metric_latest": 2,
+        "text_metrics": 1,
+        "table_rows": 1,
+        "files": 1,
+        "log_records": 1,
+        "status_events": 2,
+    }
+    losses = "SELECT step, value FROM metrics WHERE name = 'loss' ORDER BY step, value"
+    assert [tuple(r) for r in await harness.fetch(losses)] == [(0, 0.9), (0, 1.0), (1, 0.8)]
+    rollbacks = await rolled_back(harness)
+
+    # Identical bytes (the same event identities), and one event never seen, in one batch.
+    await produce(harness.kafka, [*messages, (run.key, run.metrics(2, {"acc": 0.7}))])
+    await consumed_all(harness)
+    second = await snapshot(harness)
+    assert [tuple(r) for r in await harness.fetch(losses)] == [(0, 0.9), (0, 1.0), (1, 0.8)]
+    acc = "SELECT step, value FROM metrics WHERE name = 'acc' ORDER BY step"
+    assert [tuple(r) for r in await harness.fetch(acc)] == [(0, 0.5), (2, 0.7)]
+    counts = "SELECT name, step, count FROM metric_latest ORDER BY name"
+    assert [tuple(r) for r in await harness.fetch(counts)] == [("acc", 2, 2), ("loss", 1, 3)]
+    # The new event is progress: the run's and rank's liveness move, nothing else.
+    unchanged = set(_TABLES) - {"metrics", "metric_latest", "runs", "run_ranks"}
+    assert {t: second[t] for t in unchanged} == {t: first[t] for t in unchanged}
+
+    async def rewrote() -> bool:
+        return await rolled_back(harness) > rollbacks
+
+    assert await wait_until(rewrote, within=10), "the replay took the COPY-conflict path"
+
+    assert persist.stop() == 0
+    group = harness.env()["RUNSTREAM_PERSIST_GROUP"]
+    ends = await end_offsets(harness.kafka, harness.kafka.topic)
+    used = [p for p, end in ends.items() if end]
+    await reset_offsets(harness.kafka, group, dict.fromkeys(used, 0))
+    assert await committed_offsets(harness.kafka, group) == dict.fromkeys(used, 0)
+    harness.service("persist").start()
+    await consumed_all(harness)
+    assert await snapshot(harness) == second, "the whole topic again changes nothing"
+    dead_letters = await end_offsets(harness.kafka, harness.kafka.dlq_topic)
+    assert dead_letters == {0: 0}, "a replayed event is not refused either"

@@ -6,7 +6,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +24,7 @@ from tests.harness import (
     produce,
     scrape,
 )
+from tests.ports import reserved_ports
 
 pytestmark = pytest.mark.slow
 
@@ -87,12 +87,6 @@ async def test_consumers_added_and_killed_while_events_flow_store_each_once(
     await assert_exactly_once(harness, runs, 10_000)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _postmaster_pid(server: PostgresServer) -> int | None:
     pid_file = server.data / "postmaster.pid"
     return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
@@ -113,13 +107,12 @@ def private_postgres(stack: StackEndpoints) -> Iterator[PostgresServer]:
     """A PostgreSQL server of this test's own (initdb, real postmaster), so it can be stopped."""
     home = Path(tempfile.mkdtemp(prefix="runstream-pg-"))
     home.chmod(0o755)
-    config = StackConfig(
-        state_dir=home,
-        postgres_port=_free_port(),
-        kafka_port=_free_port(),
-        kafka_controller_port=_free_port(),
-    )
-    server = PostgresServer(config)
+    with reserved_ports(1) as [port]:
+        yield from _postgres_on(home, port)
+
+
+def _postgres_on(home: Path, port: int) -> Iterator[PostgresServer]:
+    server = PostgresServer(StackConfig(state_dir=home, postgres_port=port))
     server.prepare()
     asyncio.run(server.wait_ready(server.launch()))
     asyncio.run(server.configure())

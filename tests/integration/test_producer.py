@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import signal
@@ -26,12 +27,13 @@ import psutil
 import pytest
 
 from runstream._config import KafkaConfig, ProducerConfig
-from runstream.deploy.local import StackConfig, StackEndpoints
-from runstream.deploy.local import _process as process
-from runstream.deploy.local import up as stack_up
-from runstream.producer import Run, RunContext
+from runstream.deploy.local import StackEndpoints
+from runstream.deploy.local._kafka import KafkaBroker
+from runstream.producer import Run, RunContext, start_async_run, start_run
 from runstream.producer.logging import RunLogHandler
 from runstream.schemas import kinds
+from tests.harness import Harness
+from tests.integration.private import start_broker, stop_broker
 from tests.unit.test_producer_lifecycle import spooled_events
 
 matplotlib.use("Agg")
@@ -151,16 +153,22 @@ async def test_every_logging_call_lands_with_run_rank_name_step_value(
     assert ("WARNING", "sdk-test", "epoch 1 done") in [tuple(r) for r in logs]
 
 
+@pytest.mark.slow
 async def test_broker_down_for_30s_while_logging_50000_ends_with_exactly_50000_rows(
-    stack: StackEndpoints, stack_config: StackConfig, admin_db: asyncpg.Connection, tmp_path: Path
+    stack: StackEndpoints, private_kafka: KafkaBroker, tmp_path: Path
 ) -> None:
-    run = new_run(stack, tmp_path)
-    kafka_pid_file = stack_config.state_dir / "kafka" / "kafka.pid"
-    for step in range(10_000):
-        run.log("loss", float(step), step=step)
-    assert await asyncio.to_thread(run.flush, 60)
-    assert await asyncio.to_thread(process.stop, kafka_pid_file) is not None, "kafka was running"
-    try:
+    """The test's own broker is stopped by its pid for ~30 s of training and started again; a
+    persist of the test's own stores what the run logged, once."""
+    async with Harness.create(
+        private_kafka.address, stack.admin_url, tmp_path, writer_url=stack.writer_url
+    ) as harness:
+        harness.service("persist").start()
+        config = ProducerConfig(kafka=harness.kafka, spool_dir=tmp_path / "spool")
+        run = Run(RunContext(run_id=f"sdk-{uuid.uuid4().hex[:12]}", experiment="sdk"), config)
+        for step in range(10_000):
+            run.log("loss", float(step), step=step)
+        assert await asyncio.to_thread(run.flush, 60)
+        assert await asyncio.to_thread(stop_broker, private_kafka) is not None, "it was running"
         started = time.monotonic()
         for step in range(10_000, 50_000):
             run.log("loss", float(step), step=step)
@@ -168,18 +176,13 @@ async def test_broker_down_for_30s_while_logging_50000_ends_with_exactly_50000_r
                 await asyncio.sleep(0.6)  # training goes on for ~30 s while the broker is away
         assert time.monotonic() - started >= 20
         assert not await asyncio.to_thread(run.flush, 1), "nothing can be acknowledged now"
-    finally:
-        await stack_up(stack_config)
-    report = await asyncio.to_thread(run.complete, 120)
-    assert report.delivered, report
-    count = await wait_for_count(
-        admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run.run_id, expected=50_000
-    )
-    assert count == 50_000
-    distinct = await admin_db.fetchval(
-        "SELECT count(DISTINCT step) FROM metrics WHERE run_id = $1", run.run_id
-    )
-    assert distinct == 50_000
+        await asyncio.to_thread(start_broker, private_kafka)
+        report = await asyncio.to_thread(run.complete, 120)
+        assert report.delivered, report
+        query = f"SELECT count(*) FROM metrics WHERE run_id = '{run.run_id}'"
+        assert await harness.wait_for_rows(query, 50_000, within=120) == 50_000
+        distinct = "SELECT count(DISTINCT step) FROM metrics"
+        assert await harness.fetchval(distinct) == 50_000
 
 
 def couriers() -> list[psutil.Process]:
@@ -192,42 +195,63 @@ def couriers() -> list[psutil.Process]:
     return found
 
 
-async def new_courier(known: set[int], broker_port: int, within: float = 20) -> psutil.Process:
-    """The one live courier that is none of `known` and is connected to the broker (so it is at
-    work; a replacement starts within a second).
-    """
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+async def courier_at_work(
+    known: set[int], broker_port: int, run: Run, step: int
+) -> tuple[psutil.Process, float]:
+    """The one live courier that is none of `known`, once it is connected to the broker, and how
+    long it took to appear. The run logs a value every flush interval meanwhile (a replacement
+    is promised within a second while something is logged)."""
+    started = time.monotonic()
+    appeared = None
+    while time.monotonic() - started < 30:
+        run.log("waiting", 1.0, step=step)
+        step += 1
         fresh = [c for c in couriers() if c.pid not in known]
         if fresh:
             [courier] = fresh
+            appeared = appeared or time.monotonic() - started
             with contextlib.suppress(psutil.Error):
                 if any(c.raddr and c.raddr.port == broker_port for c in courier.net_connections()):
-                    return courier
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no new courier at work within {within} s")
+                    return courier, appeared
+        await asyncio.sleep(_FLUSH_INTERVAL)
+    raise AssertionError(f"no new courier at work within 30 s (appeared after {appeared} s)")
+
+
+_FLUSH_INTERVAL = ProducerConfig(kafka=KafkaConfig()).flush_interval
 
 
 async def test_a_courier_killed_mid_stream_is_replaced_and_every_event_is_stored_once(
     stack: StackEndpoints, admin_db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     run = new_run(stack, tmp_path)
+    port = int(stack.bootstrap_servers.rsplit(":", 1)[1])
     killed: set[int] = set()
-    for step in range(30_000):
-        run.log("loss", float(step), step=step)
-        if step % 5_000 == 4_999:
-            await asyncio.sleep(0.2)  # one flush interval and more: the courier is woken
-            port = int(stack.bootstrap_servers.rsplit(":", 1)[1])
-            courier = await new_courier(killed, port)
-            courier.kill()
-            killed.add(courier.pid)
+    replaced_in = []
+    try:
+        courier, _ = await courier_at_work(killed, port, run, 0)
+        for step in range(30_000):
+            run.log("loss", float(step), step=step)
+            if step % 5_000 == 4_999:
+                courier.kill()
+                killed.add(courier.pid)
+                courier, appeared = await courier_at_work(killed, port, run, 1000 * len(killed))
+                replaced_in.append(appeared)
+    except BaseException:
+        run.close(timeout=1)  # its courier must not outlive a failure (the next test counts them)
+        raise
     assert len(killed) == 6
+    # DESIGN promises a replacement within a second; this build takes 2.2-3.1 s here (the death
+    # is noticed at the next once-a-second read of the courier's pipe, the next courier starts a
+    # second after that). Bounded at five read intervals so a lost replacement fails; the gap to
+    # the promise is reported, not hidden (see the hand-off note of issue 17).
+    assert max(replaced_in) <= 5.0, replaced_in
     report = await asyncio.to_thread(run.complete, 120)
     assert report.delivered, report
-    count = await wait_for_count(
-        admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run.run_id, expected=30_000
-    )
+    query = "SELECT count(*) FROM metrics WHERE run_id = $1 AND name = 'loss'"
+    count = await wait_for_count(admin_db, query, run.run_id, expected=30_000)
     assert count == 30_000
+    distinct = "SELECT count(DISTINCT step) FROM metrics WHERE run_id = $1 AND name = 'loss'"
+    assert await admin_db.fetchval(distinct, run.run_id) == 30_000
     assert couriers() == [], "closing the run ended its courier"
 
 
@@ -504,3 +528,93 @@ def test_a_topic_the_broker_lacks_is_named_in_the_error_and_not_repeated_on_stde
     assert len(kept) == step, "every value waits in the spool"
     said = [line for line in capfd.readouterr().err.splitlines() if "not found in cluster" in line]
     assert 1 <= len(said) <= 2, said
+
+
+def stack_config_for(stack: StackEndpoints, tmp_path: Path) -> ProducerConfig:
+    return ProducerConfig(
+        kafka=KafkaConfig(bootstrap_servers=stack.bootstrap_servers), spool_dir=tmp_path / "spool"
+    )
+
+
+async def run_row(admin_db: asyncpg.Connection, run_id: str) -> tuple[Any, ...]:
+    row = await admin_db.fetchrow(
+        "SELECT status, status_reason, exit_code FROM runs WHERE run_id = $1", run_id
+    )
+    assert row is not None, run_id
+    return tuple(row)
+
+
+async def test_an_async_run_logs_without_blocking_the_loop_and_completes(
+    stack: StackEndpoints, admin_db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    run = start_async_run("sdk-tests", name="async", config=stack_config_for(stack, tmp_path))
+    async with run:
+        for step in range(100):
+            run.log("loss", 1.0 / (step + 1), step=step)
+        assert await run.flush(30)
+    assert await wait_for_status(admin_db, run.run_id, "completed") == "completed"
+    rows = await admin_db.fetch(
+        "SELECT step, value FROM metrics WHERE run_id = $1 ORDER BY step", run.run_id
+    )
+    assert [tuple(r) for r in rows] == [(step, 1.0 / (step + 1)) for step in range(100)]
+
+
+@pytest.mark.parametrize("handle", ["Run", "AsyncRun"])
+@pytest.mark.parametrize("verdict", ["fail", "cancel"])
+async def test_fail_and_cancel_reach_the_run_with_their_reason(
+    stack: StackEndpoints, admin_db: asyncpg.Connection, tmp_path: Path, handle: str, verdict: str
+) -> None:
+    config = stack_config_for(stack, tmp_path)
+    opened = start_run if handle == "Run" else start_async_run
+    run = opened("sdk-tests", config=config)
+    run.log("loss", 1.0, step=0)
+    if verdict == "fail":
+        ended = run.fail(ValueError("diverged at step 0"), exit_code=3, timeout=30)
+    else:
+        ended = run.cancel("stopped by the user", timeout=30)
+    report = await ended if inspect.isawaitable(ended) else ended
+    assert report.delivered, report
+    status = "failed" if verdict == "fail" else "canceled"
+    assert await wait_for_status(admin_db, run.run_id, status) == status
+    _, reason, exit_code = await run_row(admin_db, run.run_id)
+    if verdict == "fail":
+        assert "ValueError: diverged at step 0" in reason
+        assert exit_code == 3
+    else:
+        assert (reason, exit_code) == ("stopped by the user", None)
+    count = "SELECT count(*) FROM metrics WHERE run_id = $1"
+    assert await admin_db.fetchval(count, run.run_id) == 1
+
+
+_INTERRUPTED = """
+import sys
+from runstream.producer import start_run
+run = start_run(experiment="sdk-tests", run_id=sys.argv[1])
+step = 0
+while True:
+    run.log("loss", float(step), step=step)
+    print(step, flush=True)
+    step += 1
+"""
+
+
+async def test_sigint_cancels_the_run_after_a_flush(
+    run_env: dict[str, str], admin_db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    run_id = f"sdk-sigint-{uuid.uuid4().hex[:8]}"
+    env = {**run_env, "RUNSTREAM_SPOOL_DIR": str(tmp_path / "spool")}
+    trainer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _INTERRUPTED, run_id, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    assert trainer.stdout is not None
+    while int(await trainer.stdout.readline()) < 1000:
+        pass
+    trainer.send_signal(signal.SIGINT)
+    output = await trainer.stdout.read()
+    assert await trainer.wait() != 0, "a KeyboardInterrupt ends the script"
+    last = int(output.split()[-1]) if output.split() else 1000
+    assert await wait_for_status(admin_db, run_id, "canceled") == "canceled"
+    assert await run_row(admin_db, run_id) == ("canceled", "interrupted (SIGINT)", None)
+    # Flushed before it said canceled: every step it reported logging is stored.
+    stored = await admin_db.fetchval("SELECT count(*) FROM metrics WHERE run_id = $1", run_id)
+    assert last + 1 <= stored <= last + 2, (last, stored)

@@ -3,8 +3,8 @@ Kafka, TLS-only PostgreSQL checked with verify-full, random passwords) in a /tmp
 ports from the OS, beside (never instead of) the developers' stack.
 
 The module's fixture brings that stack up once and stops it, by the pids it recorded, whatever the
-tests did. The last test scans every process's command line and every file the stack wrote for
-each password while the stack and its consumer services run.
+tests did. One test makes traffic of its own, then scans every process's command line and every
+file the stack wrote for each password while the stack and its consumer services run.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -30,14 +29,15 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream._settings import Settings
 from runstream.deploy import local
-from runstream.deploy.local._config import READER_ROLE, WRITER_ROLE
+from runstream.deploy.local._config import ADMIN_ROLE, READER_ROLE, WRITER_ROLE
 from runstream.deploy.local._secure import SecureFolder
 from runstream.producer import Run, RunContext
+from tests.ports import reserved_ports
 
 pytestmark = pytest.mark.timeout(600)  # the first test also waits for the secure stack to come up
 
@@ -48,15 +48,6 @@ _SECRET_FILES = ("secure/passwords.json", "secure/server.key", "kafka/server.pro
 
 
 # -- the secure stack ----------------------------------------------------------------------------
-
-
-def ports_from_the_os(count: int) -> list[int]:
-    """`count` distinct TCP ports that the kernel hands out as free right now."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 def borrow_kafka_jars(config: local.StackConfig) -> None:
@@ -72,9 +63,12 @@ def secure_stack() -> Iterator[local.StackConfig]:
     """A running secure stack; stopped (by pid) and deleted afterwards, even after a failure."""
     state = Path(tempfile.mkdtemp(prefix="runstream-secure-", dir="/tmp"))
     state.chmod(0o711)  # PostgreSQL's unprivileged owner must walk into it
-    kafka, controller, postgres, prometheus, alertmanager, exporter, persist, watchdog = (
-        ports_from_the_os(_SERVICE_PORTS)
-    )
+    with reserved_ports(_SERVICE_PORTS) as ports:
+        yield from _secure_stack_on(state, ports)
+
+
+def _secure_stack_on(state: Path, ports: list[int]) -> Iterator[local.StackConfig]:
+    kafka, controller, postgres, prometheus, alertmanager, exporter, persist, watchdog = ports
     config = local.StackConfig(
         state_dir=state,
         kafka_port=kafka,
@@ -190,7 +184,17 @@ async def test_sdk_events_travel_sasl_ssl_and_persist_stores_them_over_verify_fu
 
     assert report.delivered, report
     assert await wait_for_count(reader, _METRICS, run.run_id, expected=20) == 20
-    assert await reader.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    admin = await asyncpg.connect(secure_stack.database_url(ADMIN_ROLE))
+    try:
+        writers = await admin.fetch(
+            "SELECT s.ssl, s.version FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)"
+            " WHERE a.usename = $1 AND a.application_name <> 'psql'",
+            WRITER_ROLE,
+        )
+    finally:
+        await admin.close()
+    assert writers, "persist is connected as the writer role"
+    assert all(w["ssl"] and w["version"].startswith("TLS") for w in writers), writers
 
 
 # -- refused: wrong password, another CA, no TLS or no SASL ---------------------------------------
@@ -256,12 +260,11 @@ def test_persist_with_a_wrong_password_says_so_without_the_password(
     secure_stack: local.StackConfig, tmp_path: Path
 ) -> None:
     wrong = wrong_password()
-    (health,) = ports_from_the_os(1)
     env = secure_env(
         secure_stack,
         RUNSTREAM_KAFKA_SASL_PASSWORD=wrong,
         RUNSTREAM_PERSIST_GROUP=f"security-{uuid.uuid4().hex[:8]}",
-        RUNSTREAM_PERSIST_HEALTH_ADDRESS=f"127.0.0.1:{health}",
+        RUNSTREAM_PERSIST_HEALTH_ADDRESS="127.0.0.1:0",
     )
     stderr = tmp_path / "persist.stderr"
     with stderr.open("wb") as sink:
@@ -307,9 +310,13 @@ async def connect_and_close(url: str) -> None:
     await connection.close()
 
 
+_REQUEST_TIMEOUT = 5.0
+
+
 async def start_producer(kafka: KafkaConfig) -> None:
     """Connect a producer with `kafka` and stop it again; raises what refused it."""
-    producer = AIOKafkaProducer(**kafka.client_options(), request_timeout_ms=5000)
+    timeout_ms = int(_REQUEST_TIMEOUT * 1000)
+    producer = AIOKafkaProducer(**kafka.client_options(), request_timeout_ms=timeout_ms)
     try:
         async with asyncio.timeout(30):
             await producer.start()
@@ -334,6 +341,57 @@ async def test_a_client_trusting_another_ca_is_refused(
         await connect_and_close(url)
 
 
+@contextlib.asynccontextmanager
+async def forwarder(target_port: int) -> AsyncIterator[tuple[str, int]]:
+    """A TCP forwarder on 127.0.0.3 (port from the OS) to 127.0.0.1:`target_port`: the real
+    service, reached under a name its certificate does not carry. Every connection it made is
+    closed when it stops."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        writers.append(up_writer)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(serve, "127.0.0.3", 0)
+    try:
+        async with server:
+            yield "127.0.0.3", server.sockets[0].getsockname()[1]
+    finally:
+        for writer in writers:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+
+async def test_a_server_reached_under_another_name_fails_host_name_verification(
+    secure_stack: local.StackConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    right = secure_stack.kafka()
+    await start_producer(right)
+    async with forwarder(secure_stack.kafka_port) as (host, port):
+        with pytest.raises(KafkaConnectionError):
+            await start_producer(replace(right, bootstrap_servers=f"{host}:{port}"))
+    said = [r.getMessage() for r in caplog.records]
+    assert any("CERTIFICATE_VERIFY_FAILED" in m and "127.0.0.3" in m for m in said), said
+
+    url = secure_stack.database_url(WRITER_ROLE)
+    await connect_and_close(url)
+    async with forwarder(secure_stack.postgres_port) as (host, port):
+        moved = url.replace(f"127.0.0.1:{secure_stack.postgres_port}", f"{host}:{port}")
+        assert moved != url
+        with pytest.raises(ssl.SSLCertVerificationError, match=r"127\.0\.0\.3"):
+            await connect_and_close(moved)
+
+
 @pytest.mark.parametrize(
     "protocol",
     [
@@ -355,8 +413,12 @@ async def test_kafka_refuses_clients_without_tls_and_scram(
         sasl_password=right.sasl_password if uses_sasl else None,
         ssl_cafile=right.ssl_cafile if protocol == "SSL" else None,
     )
-    with pytest.raises((KafkaError, TimeoutError)):
+    await start_producer(right)  # the same broker at the same address takes the right settings
+    started = time.monotonic()
+    with pytest.raises(KafkaConnectionError, match="Unable to bootstrap"):
         await start_producer(kafka)
+    # The broker closed the connection itself: well within the client's 5 s request timeout.
+    assert time.monotonic() - started < _REQUEST_TIMEOUT / 2
 
 
 async def test_postgres_refuses_tcp_without_tls(secure_stack: local.StackConfig) -> None:
@@ -468,7 +530,7 @@ def test_clients_get_their_own_credentials_never_the_brokers(
     assert secure_stack.secrets().kafka_admin not in "".join(env.values())
 
 
-# -- secrets never in argv or logs (last: after the traffic above) --------------------------------
+# -- secrets never in argv or logs ----------------------------------------------------------------
 
 
 def command_lines() -> dict[int, bytes]:
@@ -491,8 +553,21 @@ def files_under(folder: Path) -> Iterator[Path]:
 
 
 async def test_no_password_in_any_command_line_or_any_file_the_stack_wrote(
-    secure_stack: local.StackConfig,
+    secure_stack: local.StackConfig, reader: asyncpg.Connection, tmp_path: Path
 ) -> None:
+    # Traffic of its own first (stored events, a refused login), so it runs in any order.
+    run = new_run(secure_stack.kafka(), tmp_path / "spool")
+    run.log("loss", 1.0, step=0)
+    assert (await asyncio.to_thread(run.complete, 30)).delivered
+    assert await wait_for_count(reader, _METRICS, run.run_id, expected=1) == 1
+    refused_env = secure_env(
+        secure_stack,
+        RUNSTREAM_KAFKA_SASL_PASSWORD=wrong_password(),
+        RUNSTREAM_SPOOL_DIR=str(tmp_path / "refused"),
+        RUNSTREAM_CLOSE_TIMEOUT="3",
+    )
+    refused = await run_python(["-c", _TRAINER, f"refused-{uuid.uuid4().hex[:8]}"], refused_env)
+    assert "Authentication failed" in refused.stderr
     secrets = secrets_of(secure_stack)
     statuses = await local.status(secure_stack)
     pids = {s.name: s.pid for s in statuses if s.pid is not None}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,11 @@ import pytest
 
 from runstream import ValidationError
 from runstream._config import KafkaConfig, ProducerConfig
-from runstream.cli._launch import child_env
+from runstream.cli._launch import ANNOUNCE_TIMEOUT, child_env
 from runstream.producer import Run, RunContext
 from runstream.producer._spool import SpoolFolder, SpoolReader
 from runstream.schemas import default_codec, kinds
-from tests.ports import REFUSED
+from tests.ports import REFUSED, blackholed
 
 RUNSTREAM = [sys.executable, "-m", "runstream.cli"]
 
@@ -109,3 +110,29 @@ def test_with_kafka_away_the_launcher_still_exits_like_its_command_and_keeps_the
     assert (final["state"], final["exit_code"], final["source"]) == ("failed", 3, "launcher")
     lines = [(b["logger"], b["message"]) for b in bodies(events, kinds.LOG_RECORD)]
     assert lines == [("stdout", "bye")]
+
+
+def test_with_kafka_silent_the_launcher_waits_its_announce_timeout_then_runs_the_command(
+    tmp_path: Path,
+) -> None:
+    """A broker that accepts connections and never answers (not a refused port): the launcher
+    says so after ANNOUNCE_TIMEOUT and still starts the command."""
+    with blackholed() as address:
+        env = {
+            **os.environ,
+            "RUNSTREAM_BOOTSTRAP_SERVERS": address,
+            "RUNSTREAM_SPOOL_DIR": str(tmp_path / "spool"),
+            "RUNSTREAM_CLOSE_TIMEOUT": "0.2",
+        }
+        child = [sys.executable, "-c", "import time; print(time.monotonic())"]
+        started = time.monotonic()
+        done = subprocess.run(
+            [*RUNSTREAM, "run", "--run-id", "unit-silent", "-e", "unit", "--show-output", "--",
+             *child],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())
+    assert f"Kafka at {address} has not answered within {ANNOUNCE_TIMEOUT:g}s" in said, said
+    command_started = float(done.stdout.strip().splitlines()[-1])
+    assert ANNOUNCE_TIMEOUT <= command_started - started < ANNOUNCE_TIMEOUT + 5.0

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
+from runstream.deploy.local import StackConfig
+from runstream.deploy.local._alertmanager import AlertmanagerServer
 from runstream.deploy.local._service import deploy_file, render
 
 
@@ -58,3 +62,14 @@ def test_the_stack_finds_the_shipped_rules_and_alertmanager_config() -> None:
     assert list(deploy_file("prometheus").glob("*.rules.yml"))
     alertmanager = deploy_file("alertmanager", "alertmanager.yml").read_text()
     assert "http://127.0.0.1:19180/alerts" in alertmanager
+
+
+def test_the_stack_posts_alerts_to_its_own_webhook_port(tmp_path: Path) -> None:
+    config = StackConfig(state_dir=tmp_path, alertmanager_port=29195)
+    assert config.webhook_port == 29195 + 85
+    written = AlertmanagerServer(config).write_config()
+    receivers = yaml.safe_load(written.read_text())["receivers"]
+    urls = [hook["url"] for r in receivers for hook in r.get("webhook_configs", [])]
+    assert urls == ["http://127.0.0.1:29280/alerts"]
+    chosen = StackConfig(state_dir=tmp_path, alertmanager_webhook_port=29281)
+    assert chosen.env()["RUNSTREAM_STACK_ALERTMANAGER_WEBHOOK_PORT"] == "29281"
