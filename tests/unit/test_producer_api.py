@@ -6,6 +6,7 @@ No broker is needed: events wait in the spool (the broker address points at a cl
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -288,19 +289,28 @@ def test_the_courier_is_read_once_a_second_unless_someone_waits(
     once a second, and every round while `flush` waits for acknowledgements.
     """
     reads = record_calls(monkeypatch, _CourierProcess, "_on_output")
+    rounds = record_calls(monkeypatch, Shipper, "_round")
     run = offline_run(tmp_path, "quiet", flush_interval=0.02)
     try:
-        deadline = time.monotonic() + 1.5
+        time.sleep(0.5)  # the courier's start is not what this measures
+        logging_from = time.monotonic()
         step = 0
-        while time.monotonic() < deadline:  # ~75 rounds, each writing a block
+        while time.monotonic() < logging_from + 2.5:  # a round every 20 ms, each writing a block
             run.log("loss", 1.0, step=step)
             step += 1
             time.sleep(0.005)
-        logging_reads = len(reads)
-        # ~2 reads (one a second); a loaded machine stretches rounds. Every round would be ~75.
-        assert 1 <= logging_reads <= 5, f"{logging_reads} reads in 1.5 s of rounds"
+        logging = [t for t in reads if t >= logging_from]
+        # A loaded machine can only stretch the gaps; reading in every round would shrink them
+        # to one flush interval.
+        gaps = [later - earlier for earlier, later in itertools.pairwise(logging)]
+        assert gaps, f"{len(logging)} reads in 2.5 s of logging"
+        assert min(gaps) >= 0.9, f"{len(logging)} reads, as close as {min(gaps):.3f} s apart"
+        assert len([t for t in rounds if t >= logging_from]) > 2 * len(logging)
+        waiting_from = time.monotonic()
         assert not run.flush(timeout=0.3)  # the broker is away: it waits the whole time
-        assert len(reads) - logging_reads >= 5, "while flush waits, every round reads"
+        waiting = [t for t in reads if t >= waiting_from]
+        waiting_rounds = [t for t in rounds if t >= waiting_from]
+        assert len(waiting) >= len(waiting_rounds) >= 2, "while flush waits, every round reads"
     finally:
         run.close(timeout=0.2)
 
