@@ -113,8 +113,8 @@ def export_command(address_file: AddressFile = None) -> None:
 
 @app.command("watchdog")
 def watchdog_command(address_file: AddressFile = None) -> None:
-    """Mark runs stalled or lost and ranks straggling, as status events on the topic."""
-    from runstream.consumers import RunWatchdog, WatchPolicy  # noqa: PLC0415
+    """Mark runs stalled or lost and ranks straggling (group runstream-watchdog), on the topic."""
+    from runstream.consumers import LoopOptions, RunWatchdog, WatchPolicy  # noqa: PLC0415
 
     settings = Settings()
     registry = CollectorRegistry()
@@ -122,13 +122,17 @@ def watchdog_command(address_file: AddressFile = None) -> None:
         stall_after=settings.stall_after,
         lost_after=settings.lost_after,
         straggler_steps=settings.straggler_steps,
+        straggler_window=settings.straggler_window,
+        straggler_rate=settings.straggler_rate,
     )
+    options = LoopOptions.watchdog(settings.watchdog_group)
     service = RunWatchdog(
         settings.kafka(),
         settings.database(read_only=True),
         registry=registry,
         policy=policy,
         interval=settings.watchdog_interval,
+        options=options,
     )
     address = settings.watchdog_health_address
     _serve(service.run, registry, address, "RUNSTREAM_WATCHDOG_HEALTH_ADDRESS", address_file)

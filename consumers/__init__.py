@@ -1,7 +1,6 @@
 """Persist, export and watchdog services; database migrations; the shared consume loop."""
 
-from runstream._config import EXPORT_GROUP, PERSIST_GROUP, Address
-from runstream._errors import EXIT_CONFIG
+from runstream._config import EXPORT_GROUP, PERSIST_GROUP, WATCHDOG_GROUP, Address
 from runstream.consumers._collector import RunCollector
 from runstream.consumers._database import Database, DatabaseUnavailable, RejectedByDatabase
 from runstream.consumers._decode import DeadLetter, DecodedBatch, decode_batch, decode_record
@@ -23,12 +22,14 @@ from runstream.consumers._runstate import RankState, RunState
 from runstream.consumers._service import Service, run_until_signalled, run_until_stopped
 from runstream.consumers._topics import ensure_topics
 from runstream.consumers._verdicts import Verdict, WatchPolicy, judge
-from runstream.consumers._watchdog import RunWatchdog, WatchdogHealth
+from runstream.consumers._watchdog import RunWatchdog
+from runstream.consumers._watchhealth import WatchdogHealth
 
 __all__ = [
     "EXIT_CONFIG",
     "EXPORT_GROUP",
     "PERSIST_GROUP",
+    "WATCHDOG_GROUP",
     "Address",
     "BatchSink",
     "ConsumeLoop",

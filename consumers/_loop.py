@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError
 
-from runstream._config import EXPORT_GROUP, PERSIST_GROUP, KafkaConfig
+from runstream._config import EXPORT_GROUP, PERSIST_GROUP, WATCHDOG_GROUP, KafkaConfig
 from runstream._errors import TransportError
 from runstream.consumers._decode import DecodedBatch, decode_batch
 from runstream.consumers._failfast import check_topic, explain_bootstrap_failure, refused_right
@@ -73,6 +73,20 @@ class LoopOptions:
     def export(cls, group_id: str = EXPORT_GROUP) -> LoopOptions:
         """The export service's: it rebuilds from PostgreSQL on start, so it commits rarely."""
         return cls(group_id=group_id, client_id="runstream-export", commit_interval=5.0)
+
+    @classmethod
+    def watchdog(cls, group_id: str = WATCHDOG_GROUP) -> LoopOptions:
+        """The watchdog's: it rebuilds from PostgreSQL on start too, so it commits rarely."""
+        return cls(group_id=group_id, client_id="runstream-watchdog", commit_interval=5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchProgress:
+    """How far one assigned partition is read: what the broker last said, and where the loop is."""
+
+    fetched_at: float | None  # when the client last had a fetch response for it (Unix seconds)
+    highwater: int | None  # the partition's end offset in that response
+    position: int | None  # the next offset the loop delivers
 
 
 class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -294,6 +308,22 @@ class ConsumeLoop:
         if highwater is not None:
             lag = max(0, highwater - self._next_offset[tp])
             self._health.lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+    async def progress(self) -> dict[TopicPartition, FetchProgress]:
+        """Every assigned partition's `FetchProgress` (none before the group is joined)."""
+        consumer, found = self._consumer, dict[TopicPartition, FetchProgress]()
+        if consumer is None:
+            return found
+        for tp in sorted(self._assigned & consumer.assignment()):
+            fetched_ms = consumer.last_poll_timestamp(tp)
+            if fetched_ms is None:
+                found[tp] = FetchProgress(None, None, None)
+                continue
+            position = self._next_offset.get(tp)
+            if position is None:
+                position = await self._timed(consumer.position(tp), "position")
+            found[tp] = FetchProgress(fetched_ms / 1000, consumer.highwater(tp), position)
+        return found
 
     # -- commits -------------------------------------------------------------------------------
 

@@ -11,6 +11,10 @@ judges it, so all three agree. The rules:
   verdict stands.
 - An event of an unknown run creates a minimal run (experiment, world size), so ranks whose events
   arrive before rank 0's `RunStarted` are not lost.
+- The world size grows with the events' until the run is announced; a `RunStarted` then sets it
+  (an elastic restart with a new size wins from there on) and forgets ranks beyond it.
+  `announced_at` is when the latest `RunStarted` arrived (not stored: after a reload from the
+  database the size grows again until the next one).
 - Every event from the run itself updates its rank: it counts as a heartbeat. `Metrics` (or a
   `Heartbeat` step) above the rank's last step is progress, and so is `Heartbeat(progress=true)`;
   `Heartbeat.expect_next_in` is kept until the next one that gives it.
@@ -23,8 +27,9 @@ judges it, so all three agree. The rules:
   the end of a finished run (a late duplicate, a resend from a producer thrown away during an
   outage) leaves it as it is: an event's time, set once at the producer, decides, not its place
   in the topic.
-- A `lost` run that speaks again (any event of its own) returns to `running`; a `stalled` run when
-  it progresses again (a heartbeat alone is what `stalled` means, and would make it flap).
+- A `lost` run returns to `running` when the rank the verdict named speaks again (any rank once
+  the state forgot which, e.g. after a reload from the database); a `stalled` run
+  when it progresses again (a heartbeat alone is what `stalled` means, and would make it flap).
 - `RankStraggling` (from the watchdog) sets the rank's straggling flag; watchdog events are not
   heartbeats of the run.
 - `Params` and `Tags` merge into the run's.
@@ -108,6 +113,8 @@ class RunState:
     error: str | None = None
     exit_code: int | None = None
     ranks: dict[int, RankState] = field(default_factory=dict)
+    announced_at: datetime | None = None
+    lost_rank: int | None = None
 
     @classmethod
     def first_seen(cls, event: Event) -> RunState:
@@ -150,7 +157,8 @@ class RunState:
     def apply(self, event: Event) -> None:
         """Fold one event of this run into the state (the rules in the module docstring)."""
         kind, body = event["body"]
-        self.world_size = max(self.world_size, event["world_size"])
+        if self.announced_at is None or kind == kinds.RUN_STARTED:
+            self.world_size = max(self.world_size, event["world_size"])
         if not from_watchdog(kind, body):
             self._heard(event, kind, body)
         handler = _HANDLERS.get(kind)
@@ -165,7 +173,8 @@ class RunState:
             progress = rank.stepped(body["step"], event["time"])
         elif kind == kinds.HEARTBEAT:
             progress = self._heartbeat(rank, event["time"], body)
-        if self.status == "lost" or (self.status == "stalled" and progress):
+        named = self.status == "lost" and self.lost_rank in (None, rank.rank)
+        if named or (self.status == "stalled" and progress):
             self._set_status("running", None, "run")
 
     def _heartbeat(self, rank: RankState, time: datetime, body: dict[str, Any]) -> bool:
@@ -179,6 +188,7 @@ class RunState:
 
     def _set_status(self, status: str, reason: str | None, source: str | None = None) -> None:
         self.status, self.status_reason, self.status_source = status, reason, source
+        self.lost_rank = None
 
     def _end(
         self, status: str, time: datetime, reason: str | None, exit_code: int | None, source: str
@@ -206,7 +216,8 @@ class RunState:
             self.started_at = self.command = None
         if not self.terminal or resumed:
             self._set_status("running", None, "run")
-        self.world_size = event["world_size"]
+        self._resize(event["world_size"])
+        self.announced_at = time
         self.started_at = time if self.started_at is None else min(self.started_at, time)
         self.name = body.get("name") or self.name
         self.params.update(body.get("params", {}))
@@ -217,6 +228,12 @@ class RunState:
         rank = self.rank(event["rank"])
         rank.host, rank.pid = self.host, self.pid
 
+    def _resize(self, world_size: int) -> None:
+        """The announced size wins; ranks beyond it are gone (an elastic restart shrank the job)."""
+        self.world_size = world_size
+        for gone in [n for n in self.ranks if n >= world_size]:
+            del self.ranks[gone]
+
     def _status(self, event: Event, body: dict[str, Any]) -> None:
         state, reason, source = body["state"], body.get("reason"), body.get("source", "run")
         if self.terminal and self.ended_at is not None and event["time"] < self.ended_at:
@@ -224,6 +241,8 @@ class RunState:
         if source == "watchdog":
             if not self.terminal:
                 self._set_status(state, reason, source)
+                if state == "lost":
+                    self.lost_rank = event["rank"]
         elif state in kinds.TERMINAL_STATES:
             self._end(state, event["time"], reason, body.get("exit_code"), source)
         else:

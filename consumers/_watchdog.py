@@ -1,12 +1,20 @@
-"""`runstream consume watchdog`: marks runs stalled or lost and ranks straggling, via the topic.
+"""`runstream consume watchdog`: marks runs stalled or lost and ranks straggling, from the stream.
 
-Every `interval` seconds it reads the live runs (`runs` through its partial index `runs_live`, and
-their `run_ranks` by primary key: never the metrics tables), judges each (`judge`), and produces
-its verdicts as `Status(source="watchdog")` and `RankStraggling` events onto the events topic,
-keyed by run id, so that persist and export apply them in order with the run's own events and
-PostgreSQL and Prometheus agree. Its events carry a producer session of its own (a uuid per process,
-seq from 0). A verdict already sent is not repeated for `resend_after` seconds, which gives persist
-time to apply it.
+The watchdog reads the events topic itself, in a group of its own (`runstream-watchdog`), and
+folds each run by the rules persist and export use (`WatchedRuns`), on its own clock: an event's
+time is when the watchdog received it, and time during which it could not see a partition (broker
+unreachable, a backlog) is left out of every silence (`consumers/_sightings.py`). So neither
+persist's lag, nor PostgreSQL, nor a trainer's clock can make a verdict; when the pipeline is the
+problem, the watchdog says so on /metrics (`runstream_watchdog_blind_partitions`, the
+WatchdogBlind alert) and judges nothing it cannot see.
+
+Every `interval` seconds it judges each run of its partitions (`judge`) and produces its verdicts
+as `Status(source="watchdog")` and `RankStraggling` events onto the events topic, keyed by run id,
+so that persist and export apply them in order with the run's own events and PostgreSQL and
+Prometheus agree. Its events carry a producer session of its own (a uuid per process, seq from
+0). A verdict already sent is not repeated for `resend_after` seconds, which gives it time to come
+back on the topic. On start it rebuilds the live runs from PostgreSQL (read-only role) when it can,
+then consumes from its group's committed offsets (a new group reads the retained topic).
 """
 
 from __future__ import annotations
@@ -16,88 +24,129 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry
 
 from runstream._config import DatabaseConfig, KafkaConfig
 from runstream._errors import TransportError
-from runstream.consumers._database import Database
-from runstream.consumers._dlq import Message, ServiceProducer
+from runstream.consumers._database import Database, DatabaseUnavailable
+from runstream.consumers._decode import DecodedBatch
+from runstream.consumers._health import ConsumerHealth
+from runstream.consumers._loop import ConsumeLoop, LoopOptions
 from runstream.consumers._runtable import live_runs
-from runstream.consumers._verdicts import Verdict, WatchPolicy, judge
+from runstream.consumers._sightings import WatchedRuns
+from runstream.consumers._topics import start_producer
+from runstream.consumers._verdicts import Verdict, WatchPolicy
+from runstream.consumers._watchhealth import StragglerCollector, WatchdogHealth
 from runstream.schemas import default_codec
 
 log = logging.getLogger("runstream.consumers")
+Clock = Callable[[], float]
 
 
-class WatchdogHealth:
-    """Verdicts sent, tick duration, live runs and failures, on an injected registry."""
+class WatchdogSink:
+    """Folds each partition's batch into `WatchedRuns`, stamped on the watchdog's clock."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.verdicts = Counter(
-            "runstream_watchdog_verdicts",
-            "Verdicts sent, by outcome",
-            ["outcome"],
-            registry=registry,
-        )
-        self.tick_seconds = Histogram(
-            "runstream_watchdog_tick_seconds", "Time to judge every live run", registry=registry
-        )
-        self.live_runs = Gauge(
-            "runstream_watchdog_live_runs", "Runs judged at the last tick", registry=registry
-        )
-        self.failures = Counter(
-            "runstream_watchdog_failures",
-            "Ticks that could not read the database or send their verdicts",
-            registry=registry,
-        )
-        self.last_tick = Gauge(
-            "runstream_watchdog_last_tick_timestamp_seconds",
-            "When the last tick completed (Unix time)",
-            registry=registry,
-        )
+    def __init__(self, runs: WatchedRuns, clock: Clock) -> None:
+        self._runs = runs
+        self._clock = clock
+
+    async def write(self, batch: DecodedBatch) -> None:
+        """Apply the batch's events (dead letters are persist's to send)."""
+        if batch.sources:
+            first = batch.sources[0]
+            tp = TopicPartition(first.topic, first.partition)
+            self._runs.fold(tp, batch.events, self._clock())
 
 
 class RunWatchdog:
-    """Judges live runs periodically and produces its verdicts as events."""
+    """Judges the runs it reads from the topic periodically and produces its verdicts as events."""
 
     def __init__(
         self,
         kafka: KafkaConfig,
-        database: DatabaseConfig,
+        database: DatabaseConfig | None,
         *,
         registry: CollectorRegistry,
         policy: WatchPolicy | None = None,
         interval: float = 5.0,
         kafka_timeout: float = 30.0,
+        options: LoopOptions | None = None,
+        clock: Clock = time.time,
     ) -> None:
         self.kafka = kafka
         self.policy = policy or WatchPolicy()
         self.interval = interval
         self.resend_after = max(3 * interval, 10.0)
+        self.options = options or LoopOptions.watchdog()
+        stale_after = max(2 * interval, 3 * self.options.poll_seconds, 3.0)
+        self.runs = WatchedRuns(self.policy, stale_after=stale_after, finished_ttl=600.0)
         self.health = WatchdogHealth(registry)
-        self._database = Database(database)
-        self._producer = ServiceProducer(kafka, timeout=kafka_timeout)
+        self.consumer_health = ConsumerHealth(registry)
+        registry.register(StragglerCollector(self.runs))
+        self.clock = clock
+        self._database = Database(database, command_timeout=30.0) if database else None
+        self._timeout = kafka_timeout
+        self._producer: Any = None
         self._producer_id = str(uuid.uuid4())
         self._seq = 0
         self._sent: dict[tuple[str, int, str], tuple[str, float]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Tick every `interval` seconds until `stop` is set."""
+        """Rebuild, then consume and tick every `interval` seconds until `stop` is set."""
+        await self.rebuild()
+        sink = WatchdogSink(self.runs, self.clock)
+        loop = ConsumeLoop(self.kafka, self.options, sink, self.consumer_health, default_codec())
+        ticker = asyncio.create_task(self._tick_every(loop, stop))
         try:
-            while not stop.is_set():
-                await self._tick_logged()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.interval)
+            await loop.run(stop)
         finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
             await self._close()
 
-    async def _tick_logged(self) -> None:
+    async def rebuild(self) -> bool:
+        """Load PostgreSQL's live runs; False when there is no database or it cannot be read."""
+        if self._database is None:
+            return False
+        try:
+            async with self._database.connection() as conn:
+                states = await live_runs(conn)
+        except DatabaseUnavailable as exc:
+            log.warning("cannot rebuild from PostgreSQL (%s); starting from the topic", exc)
+            return False
+        finally:
+            await self._database.close()
+        partitions = await self._partition_count()
+        self.runs.load(states, {self.kafka.topic: partitions} if partitions else {}, self.clock())
+        log.info("rebuilt %d live runs from PostgreSQL", len(states))
+        return True
+
+    async def _partition_count(self) -> int:
+        try:
+            async with asyncio.timeout(self._timeout):
+                producer = await self._ensure_producer()
+                return len(await producer.partitions_for(self.kafka.topic))
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("cannot read the topic's partitions (%s)", exc)
+            return 0
+
+    async def _tick_every(self, loop: ConsumeLoop, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval)
+            if not stop.is_set():
+                await self._tick_logged(loop)
+
+    async def _tick_logged(self, loop: ConsumeLoop) -> None:
         started = time.perf_counter()
         try:
-            await self.tick()
+            await self.tick(loop)
         except TransportError as exc:
             self.health.failures.inc()
             log.warning("watchdog tick failed (%s); next tick retries", exc)
@@ -105,13 +154,14 @@ class RunWatchdog:
         self.health.tick_seconds.observe(time.perf_counter() - started)
         self.health.last_tick.set(time.time())
 
-    async def tick(self, now: datetime | None = None) -> list[Verdict]:
-        """Judge every live run once; send and return the new verdicts."""
-        now = now or datetime.now(UTC)
-        async with self._database.connection() as conn:
-            runs = await live_runs(conn)
-        self.health.live_runs.set(len(runs))
-        verdicts = [v for run in runs.values() for v in judge(run, now, self.policy)]
+    async def tick(self, loop: ConsumeLoop) -> list[Verdict]:
+        """See how far each partition is read, judge every run once; send the new verdicts."""
+        progress = await loop.progress()
+        now = self.clock()
+        self.runs.observe(progress, now, time.time())
+        self.runs.evict(now)
+        verdicts = self.runs.verdicts(now)
+        self.health.observe(self.runs)
         fresh = self._not_sent_recently(verdicts)
         await self._send(fresh)
         return fresh
@@ -149,12 +199,14 @@ class RunWatchdog:
             "world_size": verdict.world_size,
             "producer_id": self._producer_id,
             "seq": self._seq,
-            "time": time.time_ns() // 1000,
+            "time": int(self.clock() * 1_000_000),
             "body": (verdict.kind, verdict.body),
         }
         self._seq += 1
         return default_codec().encode(event)
 
     async def _close(self) -> None:
-        await self._producer.stop()
-        await self._database.close()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(KafkaError, TimeoutError):
+                await asyncio.wait_for(producer.stop(), self._timeout)

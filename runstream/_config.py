@@ -24,6 +24,8 @@ PERSIST_GROUP = "runstream-persist"
 """The persist service's consumer group (RUNSTREAM_PERSIST_GROUP overrides it)."""
 EXPORT_GROUP = "runstream-export"
 """The export service's consumer group (RUNSTREAM_EXPORT_GROUP overrides it)."""
+WATCHDOG_GROUP = "runstream-watchdog"
+"""The watchdog's consumer group (RUNSTREAM_WATCHDOG_GROUP overrides it)."""
 
 
 @dataclass(frozen=True, slots=True)

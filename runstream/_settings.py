@@ -16,6 +16,7 @@ from runstream import _local
 from runstream._config import (
     EXPORT_GROUP,
     PERSIST_GROUP,
+    WATCHDOG_GROUP,
     DatabaseConfig,
     KafkaConfig,
     ProducerConfig,
@@ -79,6 +80,10 @@ class Settings(BaseSettings):
     stall_after: float = Field(300.0, description="Seconds without progress before `stalled`")
     lost_after: float = Field(60.0, description="Seconds without heartbeat before `lost`")
     straggler_steps: int = Field(100, description="Steps behind the leading rank for a straggler")
+    straggler_window: float = Field(120.0, description="Seconds over which step rates compare")
+    straggler_rate: float = Field(
+        0.5, description="A rank below this fraction of the others' median step rate straggles"
+    )
     # Services
     exporter_address: str = Field(_local.EXPORTER_ADDRESS, description="Bind address of /metrics")
     finished_run_ttl: float = Field(600.0, description="Seconds a finished run stays on /metrics")
@@ -92,6 +97,7 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(10.0, description="Seconds a service gets to finish on SIGTERM")
     persist_group: str = Field(PERSIST_GROUP, description="Consumer group of persist")
     export_group: str = Field(EXPORT_GROUP, description="Consumer group of export")
+    watchdog_group: str = Field(WATCHDOG_GROUP, description="Consumer group of the watchdog")
     stack_kafka_port: int = Field(_local.KAFKA_PORT, description="Local stack: Kafka client port")
     stack_kafka_controller_port: int = Field(
         _local.KAFKA_CONTROLLER_PORT, description="Local stack: KRaft controller"

@@ -361,6 +361,7 @@ class Harness:
             "RUNSTREAM_DATABASE_READ_URL": self.read_url or self.database_url,
             "RUNSTREAM_PERSIST_GROUP": f"persist-{self.suffix}",
             "RUNSTREAM_EXPORT_GROUP": f"export-{self.suffix}",
+            "RUNSTREAM_WATCHDOG_GROUP": f"watchdog-{self.suffix}",
             "RUNSTREAM_PERSIST_HEALTH_ADDRESS": "127.0.0.1:0",
             "RUNSTREAM_EXPORTER_ADDRESS": "127.0.0.1:0",
             "RUNSTREAM_WATCHDOG_HEALTH_ADDRESS": "127.0.0.1:0",

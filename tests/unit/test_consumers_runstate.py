@@ -238,3 +238,32 @@ def test_the_earliest_start_and_command_are_kept() -> None:
     run = fold(launcher, started(at=3))
     assert run.started_at == T0
     assert run.command == "runstream run"
+
+
+def test_an_elastic_restart_with_fewer_ranks_forgets_the_ranks_beyond_the_new_size() -> None:
+    run = fold(started(world=3), *(metrics(1, rank=r, world=3) for r in range(3)))
+    run.apply(started(world=2, at=10))
+    assert (run.world_size, sorted(run.ranks), run.announced_at) == (
+        2,
+        [0, 1],
+        T0 + timedelta(seconds=10),
+    )
+    run.apply(heartbeat(rank=2, world=3, at=11))
+    assert run.world_size == 2, "a late event of the old size does not grow the announced one"
+
+
+def test_a_lost_run_returns_to_running_when_the_rank_the_verdict_named_speaks() -> None:
+    run = fold(started(world=2), metrics(1, world=2), metrics(1, rank=1, world=2))
+    run.apply(status("lost", "watchdog", rank=1, world=2, at=5))
+    run.apply(heartbeat(world=2, at=6))
+    assert run.status == "lost", "another rank speaking is not the silent one coming back"
+    run.apply(heartbeat(rank=1, world=2, at=7))
+    assert run.status == "running"
+
+
+def test_a_lost_run_forgotten_by_whom_returns_when_any_rank_speaks() -> None:
+    run = fold(started(world=2), metrics(1, world=2))
+    run.apply(status("lost", "watchdog", world=2, at=5))
+    run.lost_rank = None  # as reloaded from the database
+    run.apply(heartbeat(rank=1, world=2, at=6))
+    assert run.status == "running"

@@ -1,0 +1,90 @@
+"""The watchdog's clock: received-time stamps, blind time, step rates (pure logic)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from runstream.consumers._loop import FetchProgress
+from runstream.consumers._sightings import PartitionSight, WatchedRuns
+from runstream.consumers._steprates import StepRates
+from runstream.consumers._verdicts import WatchPolicy
+from runstream.schemas import kinds
+
+TP = TopicPartition("events", 0)
+POLICY = WatchPolicy(stall_after=60, lost_after=30, straggler_window=10)
+
+
+def seen(at: float, highwater: int, position: int) -> FetchProgress:
+    return FetchProgress(at, highwater, position)
+
+
+def heartbeat(rank: int = 0, *, trainer_time: Any = 0) -> dict[str, Any]:
+    return {
+        "run_id": "r1",
+        "experiment": "exp",
+        "rank": rank,
+        "world_size": 1,
+        "producer_id": uuid.uuid4(),
+        "seq": 0,
+        "time": trainer_time,
+        "body": (kinds.HEARTBEAT, {"step": None, "progress": False, "expect_next_in": None}),
+    }
+
+
+def test_a_partition_read_to_its_end_with_fresh_fetches_is_never_blind() -> None:
+    sight = PartitionSight(stale_after=3)
+    for t in range(100, 110):
+        sight.observe(t, t, seen(t - 0.5, 10, 10))
+    assert (sight.blind, sight.blind_now, sight.visible(110)) == (0, False, 110)
+
+
+def test_no_fetch_response_makes_the_time_since_the_last_tick_blind() -> None:
+    sight = PartitionSight(stale_after=3)
+    for t in range(100, 103):
+        sight.observe(t, t, seen(t, 10, 10))
+    for t in range(103, 133):  # the broker is gone: the last response stays at 102
+        sight.observe(t, t, seen(102, 10, 10))
+    assert sight.blind_now and sight.blind == 30 - 3
+    sight.observe(133, 133, seen(133, 40, 10))
+    assert not sight.blind_now, "all the broker held at the last tick is read"
+    sight.observe(134, 134, seen(134, 41, 20))
+    assert sight.blind_now, "a backlog the broker held at the last tick is not read yet"
+    sight.observe(135, 135, seen(135, 41, 41))
+    assert not sight.blind_now
+    assert sight.visible(135) == 135 - 28
+
+
+def test_events_are_stamped_on_receipt_whatever_the_trainer_clock_says() -> None:
+    runs = WatchedRuns(POLICY, stale_after=3, finished_ttl=600)
+    runs.observe({TP: seen(1000, 1, 1)}, 1000, 1000)
+    runs.fold(TP, [heartbeat(trainer_time=None)], 1000)
+    for t in range(1001, 1025):
+        runs.observe({TP: seen(t, 1, 1)}, t, t)
+    assert runs.verdicts(1025) == []
+    for t in range(1025, 1032):
+        runs.observe({TP: seen(t, 1, 1)}, t, t)
+    assert [v.outcome for v in runs.verdicts(1032)] == ["lost"]
+
+
+def test_a_silence_the_watchdog_could_not_see_makes_no_verdict() -> None:
+    runs = WatchedRuns(POLICY, stale_after=3, finished_ttl=600)
+    runs.observe({TP: seen(1000, 1, 1)}, 1000, 1000)
+    runs.fold(TP, [heartbeat()], 1000)
+    for t in range(1001, 1100):  # broker unreachable for 99 s
+        runs.observe({TP: seen(1000, 1, 1)}, t, t)
+        assert runs.verdicts(t) == []
+
+
+def test_a_rate_needs_a_whole_window_then_follows_the_steps() -> None:
+    rates = StepRates(window=10)
+    for t in range(10):
+        rates.sample("r", 0, t, 2 * t)
+    assert rates.rate("r", 0) is None
+    for t in range(10, 30):
+        rates.sample("r", 0, t, 2 * t)
+    assert rates.rate("r", 0) == 2
+    rates.forget("r")
+    assert rates.rate("r", 0) is None
