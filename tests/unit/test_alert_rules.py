@@ -29,6 +29,7 @@ EXPECTED_ALERTS = {
     "ConsumerLagGrowing",
     "DeadLettersArriving",
     "NoEventsWhileRunsLive",
+    "WatchdogBlind",
 }
 
 
