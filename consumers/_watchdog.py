@@ -42,7 +42,7 @@ from runstream.consumers._sightings import WatchedRuns
 from runstream.consumers._topics import start_producer
 from runstream.consumers._verdicts import Verdict, WatchPolicy
 from runstream.consumers._watchhealth import StragglerCollector, WatchdogHealth
-from runstream.schemas import default_codec
+from runstream.schemas import default_codec, event_record
 
 log = logging.getLogger("runstream.consumers")
 Clock = Callable[[], float]
@@ -83,7 +83,7 @@ class RunWatchdog:
         self.interval = interval
         self.resend_after = max(3 * interval, 10.0)
         self.options = options or LoopOptions.watchdog()
-        stale_after = max(2 * interval, 3 * self.options.poll_seconds, 3.0)
+        stale_after = max(3 * self.options.poll_seconds, 3.0)  # fetches answer every 0.5 s
         self.runs = WatchedRuns(self.policy, stale_after=stale_after, finished_ttl=600.0)
         self.health = WatchdogHealth(registry)
         self.consumer_health = ConsumerHealth(registry)
@@ -192,18 +192,19 @@ class RunWatchdog:
             log.info("%s rank %d: %s", verdict.run_id, verdict.rank, verdict.outcome)
 
     def _encode(self, verdict: Verdict) -> bytes:
-        event = {
-            "run_id": verdict.run_id,
-            "experiment": verdict.experiment,
-            "rank": verdict.rank,
-            "world_size": verdict.world_size,
-            "producer_id": self._producer_id,
-            "seq": self._seq,
-            "time": int(self.clock() * 1_000_000),
-            "body": (verdict.kind, verdict.body),
-        }
+        record = event_record(
+            run_id=verdict.run_id,
+            experiment=verdict.experiment,
+            rank=verdict.rank,
+            world_size=verdict.world_size,
+            producer_id=self._producer_id,
+            seq=self._seq,
+            kind=verdict.kind,
+            body=verdict.body,
+            time_us=int(self.clock() * 1_000_000),
+        )
         self._seq += 1
-        return default_codec().encode(event)
+        return default_codec().encode_record(record)
 
     async def _close(self) -> None:
         producer, self._producer = self._producer, None

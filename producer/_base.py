@@ -27,6 +27,7 @@ from runstream.schemas import (
     check_text,
     check_value,
     default_codec,
+    event_record,
     kinds,
 )
 from runstream.schemas._fast import MetricsWriter
@@ -381,18 +382,18 @@ class RunBase:
     def _emit(self, kind: str, body: Mapping[str, Any], *, final: bool = False) -> None:
         """Build the event around `body` (the envelope is made here only), check and submit it."""
         c = self.context
-        event = {
-            "run_id": c.run_id,
-            "experiment": c.experiment,
-            "rank": c.rank,
-            "world_size": c.world_size,
-            "producer_id": self.producer_id,
-            "seq": next(self._seq),
-            "time": time.time_ns() // 1000,
-            "body": (kind, body),
-        }
+        record = event_record(
+            run_id=c.run_id,
+            experiment=c.experiment,
+            rank=c.rank,
+            world_size=c.world_size,
+            producer_id=self.producer_id,
+            seq=next(self._seq),
+            kind=kind,
+            body=body,
+        )
         try:
-            encoded = self._codec.encode(event)
+            encoded = self._codec.encode_record(record)
         except UnicodeEncodeError as exc:  # a lone surrogate (an undecodable file name, say)
             bad = exc.object[max(exc.start - 20, 0) : exc.end + 20]
             raise ValidationError(

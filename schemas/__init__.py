@@ -10,6 +10,7 @@ from runstream.schemas._codec import (
     released_schema_files,
     schema_fingerprint,
 )
+from runstream.schemas._record import EventRecord, event_record
 from runstream.schemas._rules import (
     EVENT_LIMITS,
     EVENT_MAX,
@@ -40,6 +41,7 @@ __all__ = [
     "TOPIC_MESSAGE_MAX",
     "Event",
     "EventCodec",
+    "EventRecord",
     "check_event",
     "check_name",
     "check_run_id",
@@ -51,6 +53,7 @@ __all__ = [
     "check_value",
     "default_codec",
     "event_limit",
+    "event_record",
     "kinds",
     "released_schema_files",
     "schema_fingerprint",

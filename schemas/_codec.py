@@ -18,6 +18,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from runstream._errors import DecodeError
 from runstream.schemas._fastread import MetricsReader
+from runstream.schemas._record import EventRecord
 from runstream.schemas._rules import check_event
 
 MAGIC = b"\xc3\x01"
@@ -62,6 +63,10 @@ class EventCodec:
         out.write(self.header)
         fastavro.schemaless_writer(out, self.schema, event)
         return out.getvalue()
+
+    def encode_record(self, record: EventRecord) -> bytes:
+        """Return the single-object encoding of `record`."""
+        return self.encode(record.avro())
 
     def decode(self, data: bytes) -> Event:
         """Return the event in `data`, checked against the rules; raise `DecodeError` otherwise."""

@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from runstream._config import DatabaseConfig, KafkaConfig
 from runstream.consumers._migrate import upgrade
 from runstream.consumers._topics import delete_topics, ensure_topics
-from runstream.schemas import default_codec, kinds
+from runstream.schemas import default_codec, event_record, kinds
 
 
 def unique_name(prefix: str) -> str:
@@ -61,18 +61,19 @@ class EventFactory:
 
     def event(self, kind: str, body: Mapping[str, Any], *, time_us: int | None = None) -> bytes:
         """One encoded event of this session."""
-        event = {
-            "run_id": self.run_id,
-            "experiment": self.experiment,
-            "rank": self.rank,
-            "world_size": self.world_size,
-            "producer_id": self.producer_id,
-            "seq": self.seq,
-            "time": time.time_ns() // 1000 if time_us is None else time_us,
-            "body": (kind, dict(body)),
-        }
+        record = event_record(
+            run_id=self.run_id,
+            experiment=self.experiment,
+            rank=self.rank,
+            world_size=self.world_size,
+            producer_id=self.producer_id,
+            seq=self.seq,
+            kind=kind,
+            body=dict(body),
+            time_us=time_us,
+        )
         self.seq += 1
-        return default_codec().encode(event)
+        return self._codec.encode_record(record)
 
     def run_started(
         self, name: str | None = None, params: Mapping[str, str] | None = None

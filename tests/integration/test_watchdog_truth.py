@@ -61,11 +61,13 @@ run.complete(60)
 """
 
 
-def watchdog(harness: Harness, lost_after: float = LOST_AFTER, **extra: str) -> ServiceProcess:
+def watchdog(
+    harness: Harness, lost_after: float = LOST_AFTER, stall_after: float = STALL_AFTER, **extra: str
+) -> ServiceProcess:
     """A fast watchdog process of this harness (started)."""
     return harness.service(
         "watchdog",
-        RUNSTREAM_STALL_AFTER=str(extra.pop("stall_after", STALL_AFTER)),
+        RUNSTREAM_STALL_AFTER=str(stall_after),
         RUNSTREAM_LOST_AFTER=str(lost_after),
         RUNSTREAM_WATCHDOG_INTERVAL=str(TICK),
         **extra,

@@ -10,6 +10,7 @@ def test_exported_names() -> None:
         "EXIT_CONFIG",
         "EXPORT_GROUP",
         "PERSIST_GROUP",
+        "WATCHDOG_GROUP",
         "Address",
         "BatchSink",
         "ConsumeLoop",
