@@ -38,6 +38,7 @@ from aiokafka import AIOKafkaConsumer
 from runstream._settings import Settings
 from runstream.deploy.local import StackConfig
 from runstream.deploy.local import _process as process
+from runstream.deploy.local import restart as stack_restart
 from runstream.deploy.local import up as stack_up
 from runstream.schemas import default_codec, kinds
 
@@ -66,7 +67,8 @@ run.complete(120)
 class AlertWebhook:
     """Firing alerts received: (run_id or job, alertname) -> first arrival (Unix seconds)."""
 
-    def __init__(self) -> None:
+    def __init__(self, instances: frozenset[str] = frozenset()) -> None:
+        self.instances = instances  # this stack's services: other stacks alert to the same port
         self.firing: dict[tuple[str, str], float] = {}
         self.available = True
         self._lock = threading.Lock()
@@ -77,7 +79,8 @@ class AlertWebhook:
         with self._lock:
             for alert in note.get("alerts", []):
                 labels = alert.get("labels", {})
-                if alert.get("status") == "firing":
+                ours = "run_id" in labels or labels.get("instance") in self.instances
+                if alert.get("status") == "firing" and ours:
                     key = (labels.get("run_id") or labels.get("job", ""), labels["alertname"])
                     self.firing.setdefault(key, now)
 
@@ -93,9 +96,9 @@ class AlertWebhook:
 
     @classmethod
     @contextmanager
-    def listening(cls) -> Iterator[AlertWebhook]:
+    def listening(cls, instances: frozenset[str]) -> Iterator[AlertWebhook]:
         """Serve the webhook while inside (available=False when another process holds it)."""
-        webhook = cls()
+        webhook = cls(instances)
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -181,29 +184,41 @@ def verdict_outcome(event: dict[str, Any]) -> str | None:
     kind, body = event["body"]
     if kind == kinds.STATUS and body.get("source") == "watchdog":
         return str(body["state"])
+    if kind == kinds.RANK_STRAGGLING and not body["straggling"]:
+        return "caught_up"
     if kind == kinds.RANK_STRAGGLING:
-        return "straggling" if body["straggling"] else "caught_up"
+        gap = body["leader_step"] - body["step"] > Settings().straggler_steps
+        return "straggling (gap)" if gap else "straggling (rate)"
     return None
 
 
 async def disrupt(config: StackConfig, minutes: float, t0: float) -> list[str]:
     """Persist SIGKILLed, PostgreSQL restarted, the broker stopped 30 s, the watchdog restarted."""
-    done = []
-    home = config.state_dir
     plan = [
-        (0.15, "persist SIGKILLed and restarted", home / "persist" / "persist.pid", 0.0),
-        (0.30, "PostgreSQL restarted", home / "postgres" / "postgres.pid", 0.0),
-        (0.45, "broker stopped for 30 s", home / "kafka" / "kafka.pid", 30.0),
-        (0.60, "watchdog restarted", home / "watchdog" / "watchdog.pid", 0.0),
+        (0.15, "persist SIGKILLed and restarted", _kill_persist),
+        (0.30, "PostgreSQL restarted", lambda c: stack_restart(c, ["postgres"])),
+        (0.45, "broker stopped for 30 s", _stop_broker),
+        (0.60, "watchdog restarted", lambda c: stack_restart(c, ["watchdog"])),
     ]
-    for fraction, what, pid_file, down_for in plan:
+    done = []
+    for fraction, what, act in plan:
         await asyncio.sleep(max(0.0, t0 + fraction * minutes * 60 - time.time()))
-        first = signal.SIGKILL if "SIGKILL" in what else signal.SIGTERM
-        await asyncio.to_thread(process.stop, pid_file, first_signal=first)
-        await asyncio.sleep(down_for)
-        await stack_up(config)
-        done.append(f"{time.time() - t0:7.1f}s  {what}")
+        started = time.time() - t0
+        await act(config)
+        done.append(f"{started:7.1f}s  {what}")
     return done
+
+
+async def _kill_persist(config: StackConfig) -> None:
+    pid_file = config.state_dir / "persist" / "persist.pid"
+    await asyncio.to_thread(process.stop, pid_file, first_signal=signal.SIGKILL)
+    await stack_up(config)
+
+
+async def _stop_broker(config: StackConfig) -> None:
+    await asyncio.to_thread(process.stop, config.state_dir / "kafka" / "kafka.pid")
+    await asyncio.sleep(30)
+    await stack_up(config)
 
 
 async def inject(runs: list[SoakRun], until: float) -> None:
@@ -227,22 +242,27 @@ def plan_runs(args: argparse.Namespace, t0: float) -> list[SoakRun]:
     times = [0.05 + (1.0 - 0.05) * n / max(1, args.healthy - 1) for n in range(args.healthy)]
     runs = [SoakRun(f"soak-{tag}-ok-{n}", args.ranks, t) for n, t in enumerate(times)]
     length = args.minutes * 60
-    faults = [("hang", 0.20, 2), ("sigkill", 0.35, 2), ("slow", 0.50, 3), ("unheard", 0.70, 3)]
-    for name, fraction, world in faults:
-        run = SoakRun(f"soak-{tag}-{name}", world, 0.2, name, t0 + fraction * length)
+    faults = [
+        ("hang", 0.20, 2, 0.2),
+        ("sigkill", 0.35, 2, 0.2),
+        ("slow", 0.50, 3, 1.0),  # slow steps: the rate rule sees it before the 100-step gap
+        ("unheard", 0.70, 3, 0.2),
+    ]
+    for name, fraction, world, step_time in faults:
+        run = SoakRun(f"soak-{tag}-{name}", world, step_time, name, t0 + fraction * length)
         runs.append(run)
     return runs
 
 
 def detection(run: SoakRun) -> tuple[str, str]:
     """(what the watchdog said, after how long) for one run."""
-    said = [o for _, o, _ in run.verdicts if o in ("lost", "stalled", "straggling")]
+    said = [o for _, o, _ in run.verdicts if o != "caught_up"]
     if run.expected is None:
         return (", ".join(said) or "none"), "-"
-    hits = [at for at, o, _ in run.verdicts if o == run.expected]
+    hits = [(at, o) for at, o, _ in run.verdicts if o.startswith(run.expected)]
     if not hits:
         return (", ".join(said) or "none"), "MISSED"
-    return run.expected, f"{hits[0] - run.fault_at:6.1f}s"
+    return hits[0][1], f"{hits[0][0] - run.fault_at:6.1f}s"
 
 
 def report(runs: list[SoakRun], webhook: AlertWebhook, disruptions: list[str], t0: float) -> None:
@@ -259,8 +279,8 @@ def report(runs: list[SoakRun], webhook: AlertWebhook, disruptions: list[str], t
         said, after = detection(run)
         alerts = webhook.first_firing(run.run_id)
         shown = ", ".join(f"{name} {at - (run.fault_at or t0):.0f}s" for name, at in alerts)
-        unexpected = [o for _, o, _ in run.verdicts if o in ("lost", "stalled", "straggling")]
-        unexpected = [o for o in unexpected if o != run.expected]
+        unexpected = [o for _, o, _ in run.verdicts if o != "caught_up"]
+        unexpected = [o for o in unexpected if not o.startswith(run.expected or "-")]
         false_verdicts += len(unexpected)
         missed += after == "MISSED"
         print(
@@ -285,26 +305,40 @@ async def soak(args: argparse.Namespace) -> None:
     runs = plan_runs(args, t0)
     by_id = {run.run_id: run for run in runs}
     stop = asyncio.Event()
-    with AlertWebhook.listening() as webhook:
+    settings = Settings()
+    ours = (
+        settings.exporter_address,
+        settings.persist_health_address,
+        settings.watchdog_health_address,
+    )
+    with AlertWebhook.listening(frozenset(ours)) as webhook:
         watcher = asyncio.create_task(watch_verdicts(by_id, stop))
-        for run in runs:
-            if run.fault != "unheard":
-                await start_ranks(run, until)
-        disruptions, _ = await asyncio.gather(
-            disrupt(config, args.minutes, t0), inject(runs, until)
-        )
-        await asyncio.sleep(max(0.0, until - time.time()))
-        for run in runs:
-            for proc in run.processes:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(proc.wait(), 180)
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-        await asyncio.sleep(args.settle)
-        stop.set()
-        await watcher
+        try:
+            for run in runs:
+                if run.fault != "unheard":
+                    await start_ranks(run, until)
+            disruptions, _ = await asyncio.gather(
+                disrupt(config, args.minutes, t0), inject(runs, until)
+            )
+            await asyncio.sleep(max(0.0, until - time.time()))
+            await finish(runs)
+            await asyncio.sleep(args.settle)
+        finally:
+            await finish(runs, grace=0)
+            stop.set()
+            await watcher
         report(runs, webhook, disruptions, t0)
+
+
+async def finish(runs: list[SoakRun], grace: float = 180) -> None:
+    """Wait for every training process to end (they complete at the deadline); kill the rest."""
+    for run in runs:
+        for proc in run.processes:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), grace)
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
 
 
 def main() -> None:
@@ -312,7 +346,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--healthy", type=int, default=4)
     parser.add_argument("--ranks", type=int, default=3)
-    parser.add_argument("--settle", type=float, default=30.0, help="seconds to wait for alerts")
+    parser.add_argument("--settle", type=float, default=60.0, help="seconds to wait for alerts")
     asyncio.run(soak(parser.parse_args()))
 
 

@@ -36,6 +36,7 @@ from runstream.consumers._verdicts import (
     expected_ranks,
     judge,
 )
+from runstream.schemas import kinds
 
 
 @dataclass(slots=True)
@@ -79,10 +80,19 @@ def stamp(seconds: float) -> datetime:
 class WatchedRuns:
     """The runs of the watchdog's partitions, folded in visible time, and their step rates."""
 
-    def __init__(self, policy: WatchPolicy, *, stale_after: float, finished_ttl: float) -> None:
+    def __init__(
+        self,
+        policy: WatchPolicy,
+        *,
+        stale_after: float,
+        finished_ttl: float,
+        straggler_hold: float = 0.0,
+    ) -> None:
         self.policy = policy
         self.stale_after = stale_after
         self.finished_ttl = finished_ttl
+        self.straggler_hold = straggler_hold
+        self._held: dict[tuple[str, int], tuple[bool, float]] = {}
         self.runs: dict[str, RunState] = {}
         self.sights: dict[TopicPartition, PartitionSight] = {}
         self.rates = StepRates(policy.straggler_window)
@@ -143,11 +153,34 @@ class WatchedRuns:
             visible = sight.visible(now)
             rates = self._sample(run, visible)
             at = stamp(visible)
-            found.extend(judge(run, at, self.policy, rates))
+            found.extend(self._steady(run_id, judge(run, at, self.policy, rates), visible))
             ranks = expected_ranks(run, at)
             assessed.extend((run, s) for s in assess(ranks, self.policy, rates))
         self.assessed = tuple(assessed)
         return found
+
+    def _steady(self, run_id: str, verdicts: list[Verdict], visible: float) -> list[Verdict]:
+        """Verdicts, a straggling flag's change only once it held for `straggler_hold` seconds.
+
+        Ranks' events travel through couriers of their own: one rank's backlog can arrive
+        seconds before another's (a courier replaced, a broker back), which for a moment looks
+        like a gap. A real straggler stays one.
+        """
+        steady, changing = [], set()
+        for verdict in verdicts:
+            if verdict.kind != kinds.RANK_STRAGGLING:
+                steady.append(verdict)
+                continue
+            key, flag = (run_id, verdict.rank), bool(verdict.body["straggling"])
+            changing.add(key)
+            held = self._held.get(key)
+            if held is None or held[0] != flag:
+                held = self._held[key] = (flag, visible)
+            if visible - held[1] >= self.straggler_hold:
+                steady.append(verdict)
+        for key in [k for k in self._held if k[0] == run_id and k not in changing]:
+            del self._held[key]
+        return steady
 
     def _sample(self, run: RunState, visible: float) -> dict[int, float]:
         ranks = [r for r in expected_ranks(run, stamp(visible)) if r.last_step is not None]
@@ -168,6 +201,8 @@ class WatchedRuns:
             del self.runs[run_id]
             self._partition_of.pop(run_id, None)
             self.rates.forget(run_id)
+            for key in [k for k in self._held if k[0] == run_id]:
+                del self._held[key]
         return gone
 
 

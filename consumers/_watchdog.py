@@ -84,7 +84,9 @@ class RunWatchdog:
         self.resend_after = max(3 * interval, 10.0)
         self.options = options or LoopOptions.watchdog()
         stale_after = max(3 * self.options.poll_seconds, 3.0)  # fetches answer every 0.5 s
-        self.runs = WatchedRuns(self.policy, stale_after=stale_after, finished_ttl=600.0)
+        self.runs = WatchedRuns(
+            self.policy, stale_after=stale_after, finished_ttl=600.0, straggler_hold=6 * interval
+        )
         self.health = WatchdogHealth(registry)
         self.consumer_health = ConsumerHealth(registry)
         registry.register(StragglerCollector(self.runs))

@@ -88,3 +88,27 @@ def test_a_rate_needs_a_whole_window_then_follows_the_steps() -> None:
     assert rates.rate("r", 0) == 2
     rates.forget("r")
     assert rates.rate("r", 0) is None
+
+
+def metrics(rank: int, step: int) -> dict[str, Any]:
+    event = heartbeat(rank)
+    event["world_size"] = 2
+    event["body"] = (kinds.METRICS, {"step": step, "values": [{"name": "x", "value": 1.0}]})
+    return event
+
+
+def test_a_gap_that_lasts_less_than_the_hold_is_a_courier_catching_up_not_a_straggler() -> None:
+    gap_only = WatchPolicy(straggler_steps=100, straggler_window=1000)
+    runs = WatchedRuns(gap_only, stale_after=3, finished_ttl=600, straggler_hold=5)
+    straggling: list[int] = []
+    for t in range(1000, 1020):
+        runs.observe({TP: seen(t, 1, 1)}, t, t)
+        late = 1005 <= t < 1008  # rank 1's events arrive 3 s late: 150 steps behind meanwhile
+        runs.fold(TP, [metrics(0, 50 * t)] + ([] if late else [metrics(1, 50 * t)]), t)
+        straggling += [v.rank for v in runs.verdicts(t) if v.outcome == "straggling"]
+    assert straggling == []
+    for t in range(1020, 1030):  # rank 1 stops at step 50950: 150 behind from 1022 on
+        runs.observe({TP: seen(t, 1, 1)}, t, t)
+        runs.fold(TP, [metrics(0, 50 * t), metrics(1, 50950)], t)
+        straggling += [t for v in runs.verdicts(t) if v.outcome == "straggling"]
+    assert straggling[:1] == [1027]
