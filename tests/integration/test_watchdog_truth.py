@@ -17,7 +17,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from runstream.consumers import LoopOptions, RunWatchdog, WatchPolicy, run_until_stopped
-from runstream.consumers.testing import (
+from runstream.deploy.local import StackConfig
+from runstream.deploy.local import _process as process
+from runstream.deploy.local import up as stack_up
+from runstream.schemas import kinds
+from tests.harness import (
     EventFactory,
     Harness,
     ServiceProcess,
@@ -25,10 +29,6 @@ from runstream.consumers.testing import (
     scrape,
     wait_until,
 )
-from runstream.deploy.local import StackConfig
-from runstream.deploy.local import _process as process
-from runstream.deploy.local import up as stack_up
-from runstream.schemas import kinds
 
 STALL_AFTER, LOST_AFTER, TICK = 4.0, 5.0, 0.5
 SLACK = 6.0  # one tick, persist's batch, on a busy 2-core machine
