@@ -1,6 +1,7 @@
 """Persist, export and watchdog services; database migrations; the shared consume loop."""
 
 from runstream._config import EXPORT_GROUP, PERSIST_GROUP, WATCHDOG_GROUP, Address
+from runstream._errors import EXIT_CONFIG
 from runstream.consumers._collector import RunCollector
 from runstream.consumers._database import Database, DatabaseUnavailable, RejectedByDatabase
 from runstream.consumers._decode import DeadLetter, DecodedBatch, decode_batch, decode_record

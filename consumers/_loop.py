@@ -325,6 +325,13 @@ class ConsumeLoop:
             found[tp] = FetchProgress(fetched_ms / 1000, consumer.highwater(tp), position)
         return found
 
+    def partition_count(self) -> int | None:
+        """How many partitions the topic has, by the client's metadata (None before it knows)."""
+        if self._consumer is None:
+            return None
+        partitions = self._consumer.partitions_for_topic(self.kafka.topic)
+        return len(partitions) if partitions else None
+
     # -- commits -------------------------------------------------------------------------------
 
     async def _commit(self, only: set[TopicPartition] | None = None) -> None:

@@ -127,10 +127,11 @@ class WatchedRuns:
         for tp, seen in progress.items():
             self.sight(tp).observe(now, wall, seen)
 
-    def load(
-        self, states: Mapping[str, RunState], partitions: Mapping[str, int], now: float
-    ) -> None:
-        """Start from PostgreSQL's live runs; every rank counts as heard (and progressing) now."""
+    def load(self, states: Mapping[str, RunState], now: float) -> None:
+        """Start from PostgreSQL's live runs; every rank counts as heard (and progressing) now.
+
+        Their partitions are found once the topic's partition count is known (`place`).
+        """
         heard = stamp(now)
         for run_id, state in states.items():
             for rank in state.ranks.values():
@@ -138,9 +139,14 @@ class WatchedRuns:
                     rank.last_heartbeat_at = rank.last_progress_at = heard
             state.announced_at = state.started_at = heard
             self.runs[run_id] = state
-        for topic, count in partitions.items():
-            for run_id in states:
-                self._partition_of[run_id] = partition_for(topic, run_id, count)
+
+    def place(self, topic: str, partitions: int | None) -> None:
+        """Give every run not seen on the topic yet the partition its key goes to."""
+        if not partitions:
+            return
+        for run_id in self.runs:
+            if run_id not in self._partition_of:
+                self._partition_of[run_id] = partition_for(topic, run_id, partitions)
 
     def verdicts(self, now: float) -> list[Verdict]:
         """Judge every run of a partition the watchdog sees; sample step rates first."""
@@ -195,7 +201,8 @@ class WatchedRuns:
         for run_id, run in self.runs.items():
             moved = self._partition_of.get(run_id, _NOWHERE) not in self.sights
             ended = run.terminal and run.ended_at is not None and run.ended_at < horizon
-            if ended or (moved and self.sights):
+            placed = run_id in self._partition_of
+            if ended or (placed and moved and self.sights):
                 gone.append(run_id)
         for run_id in gone:
             del self.runs[run_id]

@@ -25,21 +25,19 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from runstream._config import DatabaseConfig, KafkaConfig
 from runstream._errors import TransportError
 from runstream.consumers._database import Database, DatabaseUnavailable
 from runstream.consumers._decode import DecodedBatch
+from runstream.consumers._dlq import Message, ServiceProducer
 from runstream.consumers._health import ConsumerHealth
 from runstream.consumers._loop import ConsumeLoop, LoopOptions
 from runstream.consumers._runtable import live_runs
 from runstream.consumers._sightings import WatchedRuns
-from runstream.consumers._topics import start_producer
 from runstream.consumers._verdicts import Verdict, WatchPolicy
 from runstream.consumers._watchhealth import StragglerCollector, WatchdogHealth
 from runstream.schemas import default_codec, event_record
@@ -92,8 +90,7 @@ class RunWatchdog:
         registry.register(StragglerCollector(self.runs))
         self.clock = clock
         self._database = Database(database, command_timeout=30.0) if database else None
-        self._timeout = kafka_timeout
-        self._producer: Any = None
+        self._producer = ServiceProducer(kafka, timeout=kafka_timeout)
         self._producer_id = str(uuid.uuid4())
         self._seq = 0
         self._sent: dict[tuple[str, int, str], tuple[str, float]] = {}
@@ -124,19 +121,9 @@ class RunWatchdog:
             return False
         finally:
             await self._database.close()
-        partitions = await self._partition_count()
-        self.runs.load(states, {self.kafka.topic: partitions} if partitions else {}, self.clock())
+        self.runs.load(states, self.clock())
         log.info("rebuilt %d live runs from PostgreSQL", len(states))
         return True
-
-    async def _partition_count(self) -> int:
-        try:
-            async with asyncio.timeout(self._timeout):
-                producer = await self._ensure_producer()
-                return len(await producer.partitions_for(self.kafka.topic))
-        except (KafkaError, TimeoutError) as exc:
-            log.warning("cannot read the topic's partitions (%s)", exc)
-            return 0
 
     async def _tick_every(self, loop: ConsumeLoop, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -161,6 +148,7 @@ class RunWatchdog:
         progress = await loop.progress()
         now = self.clock()
         self.runs.observe(progress, now, time.time())
+        self.runs.place(self.kafka.topic, loop.partition_count())
         self.runs.evict(now)
         verdicts = self.runs.verdicts(now)
         self.health.observe(self.runs)
@@ -209,7 +197,4 @@ class RunWatchdog:
         return default_codec().encode_record(record)
 
     async def _close(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(KafkaError, TimeoutError):
-                await asyncio.wait_for(producer.stop(), self._timeout)
+        await self._producer.stop()
