@@ -166,11 +166,11 @@ class WatchedRuns:
         return found
 
     def _steady(self, run_id: str, verdicts: list[Verdict], visible: float) -> list[Verdict]:
-        """Verdicts, a straggling flag's change only once it held for `straggler_hold` seconds.
+        """Verdicts; a rank is flagged straggling only once that held for `straggler_hold` seconds.
 
         Ranks' events travel through couriers of their own: one rank's backlog can arrive
         seconds before another's (a courier replaced, a broker back), which for a moment looks
-        like a gap. A real straggler stays one.
+        like a gap. A real straggler stays one. Clearing a flag waits for nothing.
         """
         steady, changing = [], set()
         for verdict in verdicts:
@@ -178,6 +178,9 @@ class WatchedRuns:
                 steady.append(verdict)
                 continue
             key, flag = (run_id, verdict.rank), bool(verdict.body["straggling"])
+            if not flag:
+                steady.append(verdict)
+                continue
             changing.add(key)
             held = self._held.get(key)
             if held is None or held[0] != flag:

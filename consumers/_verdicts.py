@@ -17,8 +17,8 @@ event, minus the time it could not see the stream. The ranks judged are the expe
 - a straggling rank: its step trails the leading unfinished rank's by more than `straggler_steps`,
   or its step rate over the last `straggler_window` seconds is below `straggler_rate` times the
   median rate of the other ranks; the flag is cleared when neither holds. Ranks that never
-  reported a step are not judged, nor rates before a whole window was seen. (The watchdog sends a
-  flag's change only once it held for six ticks: `WatchedRuns`.)
+  reported a step are not judged, nor rates before a whole window was seen. (The watchdog flags a
+  rank only once that held for six ticks: `WatchedRuns`.)
 
 Finished runs (completed, failed, canceled) and finished ranks are never judged.
 """
