@@ -11,7 +11,7 @@ stepping, heartbeats go on), `sigkill` (every rank SIGKILLed), `slow` (rank 2 at
 others' step rate from then on), `unheard` (world size 3; rank 2 is SIGKILLed before its first
 event, ranks 0 and 1 complete). Meanwhile it SIGKILLs and restarts persist, restarts PostgreSQL,
 stops the broker for 30 s and restarts the watchdog. It reads the watchdog's verdicts from the
-topic and listens on the Alertmanager webhook (127.0.0.1:19180, deploy/alertmanager), then prints
+topic and listens on the stack's Alertmanager webhook (StackConfig.webhook_port), then prints
 a confusion table: per run what was injected, what the watchdog said and how fast, and alerts.
 """
 
@@ -42,7 +42,6 @@ from runstream.deploy.local import restart as stack_restart
 from runstream.deploy.local import up as stack_up
 from runstream.schemas import default_codec, kinds
 
-WEBHOOK = ("127.0.0.1", 19180)  # where deploy/alertmanager/alertmanager.yml sends every alert
 _RANK = """
 import os, sys, time
 from runstream.producer import start_run
@@ -96,7 +95,7 @@ class AlertWebhook:
 
     @classmethod
     @contextmanager
-    def listening(cls, instances: frozenset[str]) -> Iterator[AlertWebhook]:
+    def listening(cls, port: int, instances: frozenset[str]) -> Iterator[AlertWebhook]:
         """Serve the webhook while inside (available=False when another process holds it)."""
         webhook = cls(instances)
 
@@ -110,7 +109,7 @@ class AlertWebhook:
                 """Quiet."""
 
         try:
-            server = ThreadingHTTPServer(WEBHOOK, Handler)
+            server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         except OSError:
             webhook.available = False
             yield webhook
@@ -311,7 +310,7 @@ async def soak(args: argparse.Namespace) -> None:
         settings.persist_health_address,
         settings.watchdog_health_address,
     )
-    with AlertWebhook.listening(frozenset(ours)) as webhook:
+    with AlertWebhook.listening(config.webhook_port, frozenset(ours)) as webhook:
         watcher = asyncio.create_task(watch_verdicts(by_id, stop))
         try:
             for run in runs:
