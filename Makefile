@@ -16,7 +16,7 @@ help:
 	@echo "make down      stop the local stack"
 	@echo "make demo      stack + examples/train.py, then where to look"
 	@echo "make lint      ruff check, ruff format --check, mypy --strict"
-	@echo "make test      install (with torch for the DDP example), stack, lint, pytest"
+	@echo "make test      install (with torch for the DDP example), stack, lint, pytest (2 workers, then the serial tests)"
 
 # The environment never sees the system's site-packages (venv's default); `--upgrade-deps` gives
 # it a current pip. Made once, reused after.
@@ -51,5 +51,12 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(PYTHON) tools/typecheck.py
 
+# Two phases: every test but the `serial` ones on TEST_WORKERS processes (a file's tests stay in
+# one process, so a module's own secure stack or cluster is made once), then the `serial` tests
+# (they stop a service of the shared stack) alone. Both run even when the first fails.
+TEST_WORKERS ?= 2
+
 test: install-ci stack lint
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial"; parallel=$$?; \
+	$(PYTHON) -m pytest -m serial; alone=$$?; \
+	test $$parallel -eq 0 && test $$alone -eq 0

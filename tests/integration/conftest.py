@@ -9,10 +9,14 @@ stops it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import hashlib
 import os
 import re
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,10 +52,24 @@ def stack(stack_config: local.StackConfig) -> local.StackEndpoints:
     On failure the test fails with the end of every service's log.
     """
     try:
-        asyncio.run(local.up(stack_config))
+        with _one_at_a_time(stack_config):
+            asyncio.run(local.up(stack_config))
     except local.StackError as exc:
         pytest.fail(failure_report(stack_config, exc), pytrace=False)
     return stack_config.endpoints()
+
+
+@contextlib.contextmanager
+def _one_at_a_time(config: local.StackConfig) -> Iterator[None]:
+    """Held while one pytest process (of `pytest -n`'s workers) checks or brings the stack up."""
+    key = hashlib.sha256(str(config.state_dir).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"runstream-stack-{key}.lock"
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture

@@ -198,6 +198,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # stops the shared stack's broker
 async def test_a_dead_sessions_spool_goes_to_its_own_topic_never_to_the_next_runs(
     stack: StackEndpoints,
     stack_config: StackConfig,
@@ -295,6 +296,7 @@ async def broker_stopped(stack_config: StackConfig) -> AsyncIterator[None]:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # stops the shared stack's broker
 @pytest.mark.parametrize("floor", [0, 1024**2], ids=["disk-full", "free-space-floor"])
 async def test_a_full_disk_drops_counted_events_and_loses_nothing_it_took(
     stack: StackEndpoints,

@@ -15,6 +15,8 @@ import pytest
 
 from runstream.deploy import local
 
+pytestmark = pytest.mark.serial  # kills the shared stack's services
+
 _BACK_WITHIN = 15.0
 
 

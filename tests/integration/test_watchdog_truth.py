@@ -120,6 +120,7 @@ async def test_persist_killed_for_90s_makes_no_verdict_and_the_run_completes(
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # stops the shared stack's broker
 async def test_the_broker_stopped_for_30s_makes_no_run_verdict_and_blinds_the_watchdog(
     harness: Harness, stack_config: StackConfig
 ) -> None:

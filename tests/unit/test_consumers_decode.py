@@ -62,6 +62,18 @@ GOOD = encode((kinds.METRICS, {"step": 1, "values": [{"name": "loss", "value": m
             "non_finite",
         ),
     ],
+    ids=[
+        "none",
+        "empty",
+        "wrong-magic",
+        "unknown-fingerprint",
+        "truncated",
+        "trailing-bytes",
+        "negative-step",
+        "long-name",
+        "rank-beyond-world",
+        "infinite-expectation",
+    ],
 )
 def test_bad_records_become_dead_letters_with_their_reason(
     value: bytes | None, reason: str
