@@ -544,14 +544,44 @@ async def run_row(admin_db: asyncpg.Connection, run_id: str) -> tuple[Any, ...]:
     return tuple(row)
 
 
+class LoopTicks:
+    """Counts the rounds of the running event loop: a task that ticks whenever it gets to run.
+    A coroutine that waits without blocking the loop lets it tick; one that blocks, not once."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LoopTicks:
+        self._task = asyncio.create_task(self._tick())
+        await asyncio.sleep(0)  # the task starts
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _tick(self) -> None:
+        while True:
+            self.count += 1
+            await asyncio.sleep(0)
+
+
 async def test_an_async_run_logs_without_blocking_the_loop_and_completes(
     stack: StackEndpoints, admin_db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     run = start_async_run("sdk-tests", name="async", config=stack_config_for(stack, tmp_path))
-    async with run:
-        for step in range(100):
-            run.log("loss", 1.0 / (step + 1), step=step)
-        assert await run.flush(30)
+    async with LoopTicks() as ticks:
+        async with run:
+            for step in range(100):
+                run.log("loss", 1.0 / (step + 1), step=step)
+            before_flush = ticks.count
+            assert await run.flush(30)
+            assert ticks.count > before_flush, "the loop ran while flush waited for Kafka"
+            before_exit = ticks.count
+        assert ticks.count > before_exit, "the loop ran while the run completed"
     assert await wait_for_status(admin_db, run.run_id, "completed") == "completed"
     rows = await admin_db.fetch(
         "SELECT step, value FROM metrics WHERE run_id = $1 ORDER BY step", run.run_id
