@@ -2,7 +2,8 @@
 
 Oversized events, spools left for another destination, full disks, exhausted file descriptors,
 SIGTERM at any moment, a broker that never answers: each test injects its fault itself (a tmpfs
-it mounts, an rlimit, a signal by pid, a socket that never reads, the stack's broker stopped).
+it mounts, an rlimit, a signal by pid, a socket that never reads, a broker of its own stopped:
+tests/integration/private.py; the stack's broker is never stopped).
 """
 
 from __future__ import annotations
@@ -28,15 +29,14 @@ from aiokafka.admin import NewTopic
 
 from runstream import ValidationError
 from runstream._config import KafkaConfig, ProducerConfig
-from runstream.deploy.local import StackConfig, StackEndpoints
-from runstream.deploy.local import _process as process
-from runstream.deploy.local import up as stack_up
-from runstream.deploy.local._kafka import admin_client
-from runstream.producer import Run, RunContext
+from runstream.deploy.local import StackEndpoints
+from runstream.deploy.local._kafka import KafkaBroker, admin_client
+from runstream.producer import CloseReport, Run, RunContext
 from runstream.producer._deadletter import DEAD_LETTERS
 from runstream.producer._spool import Destination, SegmentWriter, SpoolFolder
 from runstream.schemas import default_codec, kinds
-from tests.harness import read_topic
+from tests.harness import Harness, read_topic
+from tests.integration.private import start_broker, stop_broker
 from tests.ports import REFUSED, blackholed
 
 
@@ -47,16 +47,23 @@ async def admin_db(stack: StackEndpoints) -> AsyncIterator[asyncpg.Connection]:
     await connection.close()
 
 
-@pytest.fixture
-async def two_topics(stack: StackEndpoints) -> AsyncIterator[tuple[str, str]]:
-    """Two new topics (A and B) of this test only, deleted afterwards."""
+@contextlib.asynccontextmanager
+async def topics_a_and_b(servers: str) -> AsyncIterator[tuple[str, str]]:
+    """Two new topics (A and B) on the broker at `servers`, deleted afterwards."""
     names = tuple(f"test.faults.{side}.{uuid.uuid4().hex[:8]}" for side in "ab")
-    async with admin_client(stack.bootstrap_servers) as admin:
+    async with admin_client(servers) as admin:
         response = await admin.create_topics([NewTopic(name, 2, 1) for name in names])
         assert [error[1] for error in response.topic_errors] == [0, 0], response
     yield names[0], names[1]
-    async with admin_client(stack.bootstrap_servers) as admin:
+    async with admin_client(servers) as admin:
         await admin.delete_topics(list(names))
+
+
+@pytest.fixture
+async def two_topics(stack: StackEndpoints) -> AsyncIterator[tuple[str, str]]:
+    """Two new topics (A and B) of this test only on the stack's broker, deleted afterwards."""
+    async with topics_a_and_b(stack.bootstrap_servers) as names:
+        yield names
 
 
 async def count_rows(
@@ -95,9 +102,10 @@ def sync(spool: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedP
     return subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=60)
 
 
-def new_run(servers: str, spool: Path, **options: object) -> Run:
+def new_run(servers: str | KafkaConfig, spool: Path, **options: object) -> Run:
+    kafka = servers if isinstance(servers, KafkaConfig) else KafkaConfig(bootstrap_servers=servers)
     config = ProducerConfig(
-        kafka=KafkaConfig(bootstrap_servers=servers),
+        kafka=kafka,
         spool_dir=spool,
         heartbeat_interval=3600.0,
         **options,  # type: ignore[arg-type]
@@ -200,19 +208,22 @@ os.kill(os.getpid(), signal.SIGKILL)
 @pytest.mark.slow
 @pytest.mark.serial  # stops the shared stack's broker
 async def test_a_dead_sessions_spool_goes_to_its_own_topic_never_to_the_next_runs(
-    stack: StackEndpoints,
-    stack_config: StackConfig,
-    run_env: dict[str, str],
-    tmp_path: Path,
-    two_topics: tuple[str, str],
+    private_kafka: KafkaBroker, run_env: dict[str, str], tmp_path: Path
 ) -> None:
-    topic_a, topic_b = two_topics
+    async with topics_a_and_b(private_kafka.address) as (topic_a, topic_b):
+        await _a_dead_session_then_the_next_run(private_kafka, run_env, tmp_path, topic_a, topic_b)
+
+
+async def _a_dead_session_then_the_next_run(
+    broker: KafkaBroker, run_env: dict[str, str], tmp_path: Path, topic_a: str, topic_b: str
+) -> None:
+    """Trainer A dies while the test's own broker is stopped; run B then logs to topic B on the
+    same spool; `runstream sync` sends A's dead session to topic A."""
+    servers = broker.address
     spool = tmp_path / "spool"
-    env = {**run_env, "RUNSTREAM_SPOOL_DIR": str(spool)}
+    env = {**run_env, "RUNSTREAM_SPOOL_DIR": str(spool), "RUNSTREAM_BOOTSTRAP_SERVERS": servers}
     run_a, run_b = (f"faults-{side}-{uuid.uuid4().hex[:8]}" for side in "ab")
-    kafka_pid_file = stack_config.state_dir / "kafka" / "kafka.pid"
-    assert await asyncio.to_thread(process.stop, kafka_pid_file) is not None, "kafka was running"
-    try:
+    async with broker_stopped(broker):
         trainer_a = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-c", _KILLED_TRAINER, run_a],
@@ -221,13 +232,10 @@ async def test_a_dead_sessions_spool_goes_to_its_own_topic_never_to_the_next_run
             capture_output=True,
         )
         assert trainer_a.returncode == -9
-    finally:
-        await stack_up(stack_config)
     run = Run(
         RunContext(run_id=run_b, experiment="faults"),
         ProducerConfig(
-            kafka=KafkaConfig(bootstrap_servers=stack.bootstrap_servers, topic=topic_b),
-            spool_dir=spool,
+            kafka=KafkaConfig(bootstrap_servers=servers, topic=topic_b), spool_dir=spool
         ),
     )
     for step in range(100):
@@ -235,13 +243,13 @@ async def test_a_dead_sessions_spool_goes_to_its_own_topic_never_to_the_next_run
     await asyncio.sleep(3.0)  # B's courier has had time to look at the spool's dead sessions
     report = await asyncio.to_thread(run.complete, 60)
     assert report.delivered, report
-    on_b = await topic_events(stack.bootstrap_servers, topic_b, 102)
+    on_b = await topic_events(servers, topic_b, 102)
     assert {e["run_id"] for e in on_b} == {run_b}, "none of A's events reached topic B"
-    assert await topic_events(stack.bootstrap_servers, topic_a, 1, within=5) == []
-    synced = await asyncio.to_thread(sync, spool, run_env)
+    assert await topic_events(servers, topic_a, 1, within=5) == []
+    synced = await asyncio.to_thread(sync, spool, env)
     assert synced.returncode == 0, synced.stderr
     assert "delivered 2001 events from 1 spool folders" in synced.stderr  # RunStarted too
-    on_a = await topic_events(stack.bootstrap_servers, topic_a, 2001)
+    on_a = await topic_events(servers, topic_a, 2001)
     assert len(on_a) == 2001
     assert {e["run_id"] for e in on_a} == {run_a}
 
@@ -285,56 +293,63 @@ def small_disk(path: Path, size: str) -> Iterator[Path]:
 
 
 @contextlib.asynccontextmanager
-async def broker_stopped(stack_config: StackConfig) -> AsyncIterator[None]:
-    """The stack's Kafka broker stopped for the block, started again after it."""
-    kafka_pid_file = stack_config.state_dir / "kafka" / "kafka.pid"
-    assert await asyncio.to_thread(process.stop, kafka_pid_file) is not None, "kafka was running"
+async def broker_stopped(broker: KafkaBroker) -> AsyncIterator[None]:
+    """The test's own broker stopped (by its pid) for the block, started again after it."""
+    assert await asyncio.to_thread(stop_broker, broker) is not None, "it was running"
     try:
         yield
     finally:
-        await stack_up(stack_config)
+        await asyncio.to_thread(start_broker, broker)
 
 
 @pytest.mark.slow
 @pytest.mark.serial  # stops the shared stack's broker
 @pytest.mark.parametrize("floor", [0, 1024**2], ids=["disk-full", "free-space-floor"])
 async def test_a_full_disk_drops_counted_events_and_loses_nothing_it_took(
-    stack: StackEndpoints,
-    stack_config: StackConfig,
-    admin_db: asyncpg.Connection,
-    tmp_path: Path,
-    floor: int,
+    stack: StackEndpoints, private_kafka: KafkaBroker, tmp_path: Path, floor: int
 ) -> None:
-    with small_disk(tmp_path / "disk", "3m") as disk:
-        async with broker_stopped(stack_config):
-            run = new_run(
-                stack.bootstrap_servers,
-                disk / "spool",
-                memory_events=2_000,
-                segment_bytes=256 * 1024,
-                spool_min_free_bytes=floor,
-            )
-            for step in range(120_000):  # about three times what the disk holds
-                run.log("loss", float(step), step=step)
-                if step % 5_000 == 0:
-                    await asyncio.sleep(0.1)  # rounds write, the disk fills
-        # The broker is back: the courier drains the spool and frees the disk while the run
-        # goes on logging, so writes succeed again after those that failed.
-        for step in range(120_000, 200_000):
-            run.log("loss", float(step), step=step)
-            if step % 2_000 == 0:
-                await asyncio.sleep(0.1)
-        assert run.events_logged == 200_001  # RunStarted and every metric: no call refused
-        report = await asyncio.to_thread(run.close, 120)
-    assert report.dropped > 0, report
-    assert not report.delivered, report
-    assert report.remaining == 0, report
-    kept = run.events_logged - report.dropped - 1  # RunStarted is no metrics row
-    count = await count_rows(
-        admin_db, "SELECT count(*) FROM metrics WHERE run_id = $1", run.run_id, expected=kept
-    )
-    assert count == kept
+    """The test's own broker is stopped while the run logs onto a 3 MB tmpfs; a persist of the
+    test's own stores what the run kept."""
+    async with Harness.create(
+        private_kafka.address, stack.admin_url, tmp_path, writer_url=stack.writer_url
+    ) as harness:
+        harness.service("persist").start()
+        with small_disk(tmp_path / "disk", "3m") as disk:
+            run, report = await _log_past_a_full_disk(harness.kafka, private_kafka, disk, floor)
+        assert report.dropped > 0, report
+        assert not report.delivered, report
+        assert report.remaining == 0, report
+        kept = run.events_logged - report.dropped - 1  # RunStarted is no metrics row
+        query = f"SELECT count(*) FROM metrics WHERE run_id = '{run.run_id}'"
+        assert await harness.wait_for_rows(query, kept, within=120) == kept
+        await asyncio.sleep(1.0)  # a duplicate would show now
+        assert await harness.fetchval(query) == kept
     assert run.problems.counts["spool_full" if floor else "spool_write"] > 0
+
+
+async def _log_past_a_full_disk(
+    kafka: KafkaConfig, broker: KafkaBroker, disk: Path, floor: int
+) -> tuple[Run, CloseReport]:
+    async with broker_stopped(broker):
+        run = new_run(
+            kafka,
+            disk / "spool",
+            memory_events=2_000,
+            segment_bytes=256 * 1024,
+            spool_min_free_bytes=floor,
+        )
+        for step in range(120_000):  # about three times what the disk holds
+            run.log("loss", float(step), step=step)
+            if step % 5_000 == 0:
+                await asyncio.sleep(0.1)  # rounds write, the disk fills
+    # The broker is back: the courier drains the spool and frees the disk while the run
+    # goes on logging, so writes succeed again after those that failed.
+    for step in range(120_000, 200_000):
+        run.log("loss", float(step), step=step)
+        if step % 2_000 == 0:
+            await asyncio.sleep(0.1)
+    assert run.events_logged == 200_001  # RunStarted and every metric: no call refused
+    return run, await asyncio.to_thread(run.close, 120)
 
 
 _FEW_DESCRIPTORS = """

@@ -12,14 +12,14 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from runstream.consumers import LoopOptions, RunWatchdog, WatchPolicy, run_until_stopped
-from runstream.deploy.local import StackConfig
-from runstream.deploy.local import _process as process
-from runstream.deploy.local import up as stack_up
+from runstream.deploy.local import StackEndpoints
+from runstream.deploy.local._kafka import KafkaBroker
 from runstream.schemas import kinds
 from tests.harness import (
     EventFactory,
@@ -29,6 +29,7 @@ from tests.harness import (
     scrape,
     wait_until,
 )
+from tests.integration.private import start_broker, stop_broker
 
 STALL_AFTER, LOST_AFTER, TICK = 4.0, 5.0, 0.5
 SLACK = 6.0  # one tick, persist's batch, on a busy 2-core machine
@@ -122,21 +123,32 @@ async def test_persist_killed_for_90s_makes_no_verdict_and_the_run_completes(
 @pytest.mark.slow
 @pytest.mark.serial  # stops the shared stack's broker
 async def test_the_broker_stopped_for_30s_makes_no_run_verdict_and_blinds_the_watchdog(
-    harness: Harness, stack_config: StackConfig
+    stack: StackEndpoints, private_kafka: KafkaBroker, tmp_path: Path
 ) -> None:
+    """The test's own broker (tests/integration/private.py) is stopped by its pid for 30 s."""
+    async with Harness.create(
+        private_kafka.address,
+        stack.admin_url,
+        tmp_path,
+        writer_url=stack.writer_url,
+        reader_url=stack.reader_url,
+    ) as harness:
+        await _through_a_broker_stop(harness, private_kafka)
+
+
+async def _through_a_broker_stop(harness: Harness, broker: KafkaBroker) -> None:
     harness.service("persist").start()
     url = watchdog(harness, lost_after=15.0, stall_after=10.0).metrics_url()
     run_id = f"broker-down-{harness.suffix}"
     async with reaped(await training(harness, run_id, 75)) as trainer:
         await status_within(harness, run_id, "running", within=60)
         await asyncio.sleep(5)
-        pid_file = stack_config.state_dir / "kafka" / "kafka.pid"
-        assert await asyncio.to_thread(process.stop, pid_file) is not None, "kafka was running"
+        assert await asyncio.to_thread(stop_broker, broker) is not None, "it was running"
         try:
             blind = await _blind_partitions(url, within=25)
             await asyncio.sleep(max(0.0, 30 - 25))
         finally:
-            await stack_up(stack_config)
+            await asyncio.to_thread(start_broker, broker)
         assert blind > 0, "the watchdog says it cannot see the stream"
         assert await asyncio.wait_for(trainer.wait(), 120) == 0
     await status_within(harness, run_id, "completed", within=60)
