@@ -206,7 +206,6 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 @pytest.mark.slow
-@pytest.mark.serial  # stops the shared stack's broker
 async def test_a_dead_sessions_spool_goes_to_its_own_topic_never_to_the_next_runs(
     private_kafka: KafkaBroker, run_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -303,7 +302,6 @@ async def broker_stopped(broker: KafkaBroker) -> AsyncIterator[None]:
 
 
 @pytest.mark.slow
-@pytest.mark.serial  # stops the shared stack's broker
 @pytest.mark.parametrize("floor", [0, 1024**2], ids=["disk-full", "free-space-floor"])
 async def test_a_full_disk_drops_counted_events_and_loses_nothing_it_took(
     stack: StackEndpoints, private_kafka: KafkaBroker, tmp_path: Path, floor: int

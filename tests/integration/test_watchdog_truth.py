@@ -121,7 +121,6 @@ async def test_persist_killed_for_90s_makes_no_verdict_and_the_run_completes(
 
 
 @pytest.mark.slow
-@pytest.mark.serial  # stops the shared stack's broker
 async def test_the_broker_stopped_for_30s_makes_no_run_verdict_and_blinds_the_watchdog(
     stack: StackEndpoints, private_kafka: KafkaBroker, tmp_path: Path
 ) -> None:
