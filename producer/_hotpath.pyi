@@ -14,9 +14,6 @@ class FastLog:
         encoded: dict[str, bytes],
         head: bytes,
         branch: bytes,
-        shipper: Any,
-        pending: list[bytes],
-        counter: Any,
-        memory_events: int,
+        intake: Any,
     ) -> None: ...
     def __call__(self, name: object, value: object, step: object, /) -> bool: ...
