@@ -66,19 +66,12 @@ class CourierProcess:
         self._loop = asyncio.get_running_loop()
         self._buffer = b""
         self.following = False  # every line wakes the loop (someone waits for acknowledgements)
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", "from runstream.producer._courier import main; main()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            # It imports runstream from where this process did (a script may have put it there).
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-        )
+        self._process = _spawn()
         assert self._process.stdin is not None
         assert self._process.stdout is not None
         self._stdin, self._stdout = self._process.stdin, self._process.stdout
-        hello = protocol.orders(config, folder.path)
         try:
-            self._stdin.write(hello)
+            self._stdin.write(protocol.orders(config, folder.path))
             self._stdin.flush()
         except OSError:  # it died at once: reap it, and let the caller fall back
             self.discard()
@@ -181,3 +174,14 @@ class CourierProcess:
     def forget(self) -> None:
         """In a forked child: close our copies of the pipes (the parent still owns the courier)."""
         self._close_pipes()
+
+
+def _spawn() -> subprocess.Popen[bytes]:
+    """A courier process (`runstream.producer._courier.main`), its pipes not yet read."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "from runstream.producer._courier import main; main()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        # It imports runstream from where this process did (a script may have put it there).
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
