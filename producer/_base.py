@@ -94,7 +94,6 @@ class RunBase:
         if FastLog is None:
             return None
         encoded, head, branch = self._metrics.fast_parts()
-        pending, counter = self._shipper.fast_parts()
         return FastLog(
             run=self,
             names=self._names,
@@ -104,10 +103,7 @@ class RunBase:
             encoded=encoded,
             head=head,
             branch=branch,
-            shipper=self._shipper,
-            pending=pending,
-            counter=counter,
-            memory_events=self.config.memory_events,
+            intake=self._shipper.intake,
         )
 
     def restart_after_fork(self) -> None:

@@ -5,7 +5,7 @@
  * case (a name already checked, a float, no step or a plain int step in range, a producer that
  * is open) without running Python code, with the same effects as the Python path in
  * `producer/_base.py` (`log`, `_step_for`), `schemas/_fast.py` (`MetricsWriter.encode_one`) and
- * `producer/_shipper.py` (`Shipper.submit`). Anything else returns False before any effect, and the
+ * `producer/_intake.py` (`Intake.submit`). Anything else returns False before any effect, and the
  * Python path takes the call: it raises the errors, so they are written once.
  *
  * A change to any of those four Python functions must be made here too;
@@ -27,13 +27,13 @@ typedef struct {
     PyObject *encoded;    /* dict: name -> Avro string bytes (the writer's cache) */
     PyObject *head;       /* bytes: the writer's envelope head */
     PyObject *branch;     /* bytes: the Metrics union branch */
-    PyObject *shipper;    /* for `_closing`, `_dozing`, `submitted`, `_wake_up`, `_spill` */
-    PyObject *pending;    /* list: the shipper's pending events */
-    PyObject *counter;    /* iterator: the shipper's submitted count */
-    Py_ssize_t memory_events;
+    PyObject *intake;     /* Intake (producer/_intake.py): `closing`, `dozing`, `wake_up`, `spill` */
+    PyObject *pending;    /* list: the intake's `pending` */
+    Py_ssize_t memory_events; /* the intake's `memory_events` */
 } FastLog;
 
-static PyObject *s_max_step, *s_closing, *s_dozing, *s_submitted, *s_wake_up, *s_spill, *s_name;
+static PyObject *s_max_step, *s_closing, *s_dozing, *s_wake_up, *s_spill, *s_pending,
+    *s_memory_events, *s_encode_name;
 
 static int
 put_varint(unsigned char *out, uint64_t n)
@@ -47,11 +47,11 @@ put_varint(unsigned char *out, uint64_t n)
     return i;
 }
 
-/* 1 when `shipper.<attr>` is True, 0 when not, -1 on error. */
+/* 1 when `intake.<attr>` is True, 0 when not, -1 on error. */
 static int
-flag(PyObject *shipper, PyObject *attr)
+flag(PyObject *intake, PyObject *attr)
 {
-    PyObject *value = PyObject_GetAttr(shipper, attr);
+    PyObject *value = PyObject_GetAttr(intake, attr);
     if (value == NULL) {
         return -1;
     }
@@ -110,7 +110,7 @@ fastlog_call(FastLog *self, PyObject *args, PyObject *kwargs)
             return NULL;
         }
     }
-    int closing = flag(self->shipper, s_closing);
+    int closing = flag(self->intake, s_closing);
     if (closing != 0) {
         if (closing < 0) {
             return NULL;
@@ -165,13 +165,13 @@ fastlog_call(FastLog *self, PyObject *args, PyObject *kwargs)
         if (PyErr_Occurred()) {
             return NULL;
         }
-        encoded = PyObject_CallMethodOneArg(self->writer, s_name, name);
+        encoded = PyObject_CallMethodOneArg(self->writer, s_encode_name, name);
         if (encoded == NULL) {
             return NULL;
         }
         if (!PyBytes_Check(encoded)) {
             Py_DECREF(encoded);
-            PyErr_SetString(PyExc_TypeError, "MetricsWriter._name must return bytes");
+            PyErr_SetString(PyExc_TypeError, "MetricsWriter.encode_name must return bytes");
             return NULL;
         }
     }
@@ -211,37 +211,25 @@ fastlog_call(FastLog *self, PyObject *args, PyObject *kwargs)
     out += 8;
     *out = 0x00; /* end of the array */
 
-    /* Shipper.submit */
+    /* Intake.submit */
     int appended = PyList_Append(self->pending, payload);
     Py_DECREF(payload);
     if (appended < 0) {
         return NULL;
     }
-    PyObject *count = PyIter_Next(self->counter);
-    if (count == NULL) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_RuntimeError, "the submitted counter ended");
-        }
-        return NULL;
-    }
-    int set = PyObject_SetAttr(self->shipper, s_submitted, count);
-    Py_DECREF(count);
-    if (set < 0) {
-        return NULL;
-    }
-    int dozing = flag(self->shipper, s_dozing);
+    int dozing = flag(self->intake, s_dozing);
     if (dozing < 0) {
         return NULL;
     }
     if (dozing) {
-        PyObject *done = PyObject_CallMethodNoArgs(self->shipper, s_wake_up);
+        PyObject *done = PyObject_CallMethodNoArgs(self->intake, s_wake_up);
         if (done == NULL) {
             return NULL;
         }
         Py_DECREF(done);
     }
     if (PyList_GET_SIZE(self->pending) > self->memory_events) {
-        PyObject *done = PyObject_CallMethodNoArgs(self->shipper, s_spill);
+        PyObject *done = PyObject_CallMethodNoArgs(self->intake, s_spill);
         if (done == NULL) {
             return NULL;
         }
@@ -253,21 +241,33 @@ fastlog_call(FastLog *self, PyObject *args, PyObject *kwargs)
 static int
 fastlog_init(FastLog *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"run",     "names",   "steps",   "seq",
-                               "writer",  "encoded", "head",    "branch",
-                               "shipper", "pending", "counter", "memory_events", NULL};
-    PyObject *run, *names, *steps, *seq, *writer, *encoded, *head, *branch, *shipper, *pending,
-        *counter;
-    Py_ssize_t memory_events;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!O!OOO!O!O!OO!On:FastLog", keywords, &run,
+    static char *keywords[] = {"run",    "names", "steps",  "seq",    "writer",
+                               "encoded", "head", "branch", "intake", NULL};
+    PyObject *run, *names, *steps, *seq, *writer, *encoded, *head, *branch, *intake;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!O!OOO!O!O!O:FastLog", keywords, &run,
                                      &PySet_Type, &names, &PyDict_Type, &steps, &seq, &writer,
                                      &PyDict_Type, &encoded, &PyBytes_Type, &head, &PyBytes_Type,
-                                     &branch, &shipper, &PyList_Type, &pending, &counter,
-                                     &memory_events)) {
+                                     &branch, &intake)) {
         return -1;
     }
-    if (!PyIter_Check(seq) || !PyIter_Check(counter)) {
-        PyErr_SetString(PyExc_TypeError, "seq and counter must be iterators");
+    if (!PyIter_Check(seq)) {
+        PyErr_SetString(PyExc_TypeError, "seq must be an iterator");
+        return -1;
+    }
+    PyObject *pending = PyObject_GetAttr(intake, s_pending);
+    if (pending == NULL) {
+        return -1;
+    }
+    if (!PyList_CheckExact(pending)) {
+        Py_DECREF(pending);
+        PyErr_SetString(PyExc_TypeError, "intake.pending must be a list");
+        return -1;
+    }
+    PyObject *limit = PyObject_GetAttr(intake, s_memory_events);
+    Py_ssize_t memory_events = limit == NULL ? -1 : PyLong_AsSsize_t(limit);
+    Py_XDECREF(limit);
+    if (memory_events == -1 && PyErr_Occurred()) {
+        Py_DECREF(pending);
         return -1;
     }
     Py_XSETREF(self->run, Py_NewRef(run));
@@ -278,9 +278,8 @@ fastlog_init(FastLog *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->encoded, Py_NewRef(encoded));
     Py_XSETREF(self->head, Py_NewRef(head));
     Py_XSETREF(self->branch, Py_NewRef(branch));
-    Py_XSETREF(self->shipper, Py_NewRef(shipper));
-    Py_XSETREF(self->pending, Py_NewRef(pending));
-    Py_XSETREF(self->counter, Py_NewRef(counter));
+    Py_XSETREF(self->intake, Py_NewRef(intake));
+    Py_XSETREF(self->pending, pending);
     self->memory_events = memory_events;
     return 0;
 }
@@ -296,9 +295,8 @@ fastlog_traverse(FastLog *self, visitproc visit, void *arg)
     Py_VISIT(self->encoded);
     Py_VISIT(self->head);
     Py_VISIT(self->branch);
-    Py_VISIT(self->shipper);
+    Py_VISIT(self->intake);
     Py_VISIT(self->pending);
-    Py_VISIT(self->counter);
     return 0;
 }
 
@@ -313,9 +311,8 @@ fastlog_clear(FastLog *self)
     Py_CLEAR(self->encoded);
     Py_CLEAR(self->head);
     Py_CLEAR(self->branch);
-    Py_CLEAR(self->shipper);
+    Py_CLEAR(self->intake);
     Py_CLEAR(self->pending);
-    Py_CLEAR(self->counter);
     return 0;
 }
 
@@ -355,14 +352,15 @@ PyInit__hotpath(void)
         return NULL;
     }
     s_max_step = PyUnicode_InternFromString("max_step");
-    s_closing = PyUnicode_InternFromString("_closing");
-    s_dozing = PyUnicode_InternFromString("_dozing");
-    s_submitted = PyUnicode_InternFromString("submitted");
-    s_wake_up = PyUnicode_InternFromString("_wake_up");
-    s_spill = PyUnicode_InternFromString("_spill");
-    s_name = PyUnicode_InternFromString("_name");
-    if (!s_max_step || !s_closing || !s_dozing || !s_submitted || !s_wake_up || !s_spill ||
-        !s_name) {
+    s_closing = PyUnicode_InternFromString("closing");
+    s_dozing = PyUnicode_InternFromString("dozing");
+    s_wake_up = PyUnicode_InternFromString("wake_up");
+    s_spill = PyUnicode_InternFromString("spill");
+    s_pending = PyUnicode_InternFromString("pending");
+    s_memory_events = PyUnicode_InternFromString("memory_events");
+    s_encode_name = PyUnicode_InternFromString("encode_name");
+    if (!s_max_step || !s_closing || !s_dozing || !s_wake_up || !s_spill || !s_pending ||
+        !s_memory_events || !s_encode_name) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&hotpath_module);

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from runstream.producer._intake import Intake
+
 class FastLog:
     def __init__(
         self,
@@ -14,9 +16,6 @@ class FastLog:
         encoded: dict[str, bytes],
         head: bytes,
         branch: bytes,
-        shipper: Any,
-        pending: list[bytes],
-        counter: Any,
-        memory_events: int,
+        intake: Intake,
     ) -> None: ...
     def __call__(self, name: object, value: object, step: object, /) -> bool: ...

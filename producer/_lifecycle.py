@@ -7,12 +7,18 @@
   interrupted holds (`_signals.critical`), and still ends a run whose `close` it interrupted.
 - In a forked child the run starts a new producer session (new producer_id and spool folder), so
   the child's events never collide with the parent's; a child never ends the run on exit.
+- A child that `multiprocessing` forked (a DataLoader worker) leaves through `os._exit`, which
+  runs no `atexit` handler; `multiprocessing` runs its own exit finalizers first, so the child's
+  session is closed by one (delivered within `_CHILD_CLOSE_TIMEOUT`, the rest left in its spool).
+  A child forked by `os.fork()` that leaves through `os._exit` runs nothing at all: what it
+  logged since its last round (one flush interval) is lost unless it calls `close()` first.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import multiprocessing.util
 import os
 import signal
 import sys
@@ -30,12 +36,15 @@ if TYPE_CHECKING:
 
 _runs: weakref.WeakSet[RunBase] = weakref.WeakSet()
 _installed = False
+_CHILD_CLOSE_TIMEOUT = 2.0  # at most this long, so a worker still ends before it is terminated
+_CHILD_CLOSE_PRIORITY = 10  # among multiprocessing's exit finalizers: before the usual (0)
 
 
 def watch_process(run: RunBase) -> None:
     """Tie `run` to this process's exit, uncaught exceptions, SIGTERM and forks."""
     global _installed  # noqa: PLW0603 - process-wide hooks are installed once
     _runs.add(run)
+    multiprocessing.util.register_after_fork(run, _close_at_worker_exit)
     if _installed:
         return
     _installed = True
@@ -98,3 +107,18 @@ def _terminate() -> None:
 def _after_fork_in_child() -> None:
     for run in list(_runs):
         run.restart_after_fork()
+
+
+def _close_at_worker_exit(run: RunBase) -> None:
+    """In a child `multiprocessing` forked (after `_after_fork_in_child`): close the child's
+    session among the exit finalizers it runs before `os._exit`.
+    """
+    multiprocessing.util.Finalize(
+        run, _close_child, args=(weakref.ref(run),), exitpriority=_CHILD_CLOSE_PRIORITY
+    )
+
+
+def _close_child(ref: weakref.ref[RunBase]) -> None:
+    run = ref()
+    if run is not None:
+        run.close_blocking(min(run.config.close_timeout, _CHILD_CLOSE_TIMEOUT))

@@ -103,7 +103,8 @@ class MetricsWriter:
         """What the C hot path of `log()` encodes with: the name cache, the head, the branch."""
         return self._names, self._head, self._branch
 
-    def _name(self, name: str) -> bytes:
+    def encode_name(self, name: str) -> bytes:
+        """`name` as an Avro string, from the cache (the C hot path calls this for a new one)."""
         encoded = self._names.get(name)
         if encoded is None:
             encoded = avro_string(name)
@@ -115,7 +116,7 @@ class MetricsWriter:
         self, seq: int, time_us: int, step: int, values: Iterable[tuple[str, float]]
     ) -> bytes:
         """The single-object encoding of one Metrics event."""
-        items = [self._name(name) + _DOUBLE(value) for name, value in values]
+        items = [self.encode_name(name) + _DOUBLE(value) for name, value in values]
         parts = [self._head, avro_long(seq), self._time(time_us), self._branch, avro_long(step)]
         if items:
             parts.append(avro_long(len(items)))
@@ -125,7 +126,7 @@ class MetricsWriter:
 
     def encode_one(self, seq: int, time_us: int, step: int, name: str, value: float) -> bytes:
         """The single-object encoding of a Metrics event holding one value (the `log()` path)."""
-        encoded = self._names.get(name) or self._name(name)
+        encoded = self._names.get(name) or self.encode_name(name)
         return b"".join(
             (
                 self._head,

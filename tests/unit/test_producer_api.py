@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import itertools
 import logging
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,10 @@ from runstream import ClosedError, TransportError, ValidationError
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream.producer import Run, RunContext
 from runstream.producer._courier import RepeatFilter
-from runstream.producer._shipper import Shipper, _CourierProcess
+from runstream.producer._couriers import CourierProcess
+from runstream.producer._problems import ProblemReporter
+from runstream.producer._rounds import RoundScheduler
+from runstream.producer._shipper import Shipper
 from runstream.producer._spool import SegmentCursor, SpoolFolder
 from runstream.schemas import default_codec, kinds
 from tests.ports import REFUSED, blackholed
@@ -95,6 +100,42 @@ def test_implicit_steps_count_per_name(tmp_path: Path) -> None:
         if kind == kinds.METRICS
     ]
     assert steps == [("a", 0), ("a", 1), ("b", 0), ("a", 10), ("a", 11), ("a", 12)]
+
+
+def test_events_handed_over_from_many_threads_are_never_counted_short(tmp_path: Path) -> None:
+    """`flush` waits for the count read when it is called. A count two threads keep can go back
+    (one's older number stored after the other's newer one): `flush` would then return before
+    the other thread's event was acknowledged.
+    """
+    config = ProducerConfig(kafka=KafkaConfig(bootstrap_servers=REFUSED), spool_dir=tmp_path)
+    shipper = Shipper(config, ProblemReporter(None), b"key")
+    done = 0
+    done_lock = threading.Lock()
+    behind: list[tuple[int, int]] = []
+
+    def submit_and_count() -> None:
+        nonlocal done
+        for _ in range(20_000):
+            shipper.submit(b"event")
+            with done_lock:
+                done += 1
+                floor = done
+            if (seen := shipper.submitted) < floor:
+                behind.append((seen, floor))
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch between almost any two bytecodes
+    try:
+        threads = [threading.Thread(target=submit_and_count) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+        shipper.close(0.1)
+    assert behind == [], f"{len(behind)} reads counted fewer than were handed over"
+    assert shipper.submitted == 6 * 20_000
 
 
 def test_spool_full_drops_are_counted_and_reported(tmp_path: Path) -> None:
@@ -288,8 +329,8 @@ def test_the_courier_is_read_once_a_second_unless_someone_waits(
     """Each read of the courier's pipe is a system call of the training process: rounds read it
     once a second, and every round while `flush` waits for acknowledgements.
     """
-    reads = record_calls(monkeypatch, _CourierProcess, "_on_output")
-    rounds = record_calls(monkeypatch, Shipper, "_round")
+    reads = record_calls(monkeypatch, CourierProcess, "_on_output")
+    rounds = record_calls(monkeypatch, RoundScheduler, "round")
     run = offline_run(tmp_path, "quiet", flush_interval=0.02)
     try:
         time.sleep(0.5)  # the courier's start is not what this measures
@@ -321,7 +362,7 @@ def test_quiet_rounds_doze_and_the_next_event_wakes_them(
     """Nothing logged: rounds come once a second. The first event after that still reaches the
     spool within about one flush interval, not at the end of the doze.
     """
-    rounds = record_calls(monkeypatch, Shipper, "_round")
+    rounds = record_calls(monkeypatch, RoundScheduler, "round")
     run = offline_run(tmp_path, "dozing", flush_interval=0.05)
     try:
         time.sleep(0.3)

@@ -150,34 +150,32 @@ def test_a_closed_run_refuses_a_known_name_too(tmp_path: Path) -> None:
         run.log("loss", 2.0)
 
 
-def test_the_c_path_wakes_a_dozing_shipper_and_spills_a_full_memory_queue(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: dict[str, int] = {"_wake_up": 0, "_spill": 0}
-    shipper_type = type(_run(tmp_path, "probe")._shipper)
-    for method in calls:
-        original: Callable[..., None] = getattr(shipper_type, method)
-
-        def counted(self: Any, _original: Callable[..., None] = original, _m: str = method) -> None:
-            calls[_m] += 1
-            _original(self)
-
-        monkeypatch.setattr(shipper_type, method, counted)
+def test_the_c_path_wakes_a_dozing_shipper_and_spills_a_full_memory_queue(tmp_path: Path) -> None:
     kafka = KafkaConfig(bootstrap_servers=REFUSED)
     config = ProducerConfig(kafka=kafka, spool_dir=tmp_path / "full", memory_events=100)
     run = Run(RunContext(run_id="hot-path", experiment="unit"), config)
+    intake = run._shipper.intake
+    calls = {"wake_up": 0, "spill": 0}
+    for action in calls:
+        original: Callable[[], None] = getattr(intake, action)
+
+        def counted(_original: Callable[[], None] = original, _action: str = action) -> None:
+            calls[_action] += 1
+            _original()
+
+        setattr(intake, action, counted)
     try:
         run.log("loss", 0.0)
         answers = _counting(run)
-        woken = calls["_wake_up"]
-        run._shipper._dozing = True
+        woken = calls["wake_up"]
+        intake.dozing = True
         run.log("loss", 1.0)
-        assert calls["_wake_up"] == woken + 1
-        assert not run._shipper._dozing
+        assert calls["wake_up"] == woken + 1
+        assert not intake.dozing
         for step in range(2, 400):
             run.log("loss", float(step))
         assert all(answers)
-        assert calls["_spill"] >= 1
+        assert calls["spill"] >= 1
     finally:
         run.close(timeout=1.0)
     metrics = [e for e in spooled_events(tmp_path / "full") if e["body"][0] == kinds.METRICS]

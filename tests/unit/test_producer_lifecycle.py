@@ -153,6 +153,35 @@ def test_forked_child_gets_its_own_identity_and_never_ends_the_run(tmp_path: Pat
     assert finished_states(events) == [("completed", None)]
 
 
+def test_a_multiprocessing_worker_leaving_through_os_exit_closes_its_session(
+    tmp_path: Path,
+) -> None:
+    """A DataLoader worker is forked by multiprocessing and ends in `os._exit` (no atexit): what
+    it logged just before still reaches its spool (and Kafka, when it answers).
+    """
+    body = """
+        import multiprocessing
+        run = start_run('lifecycle', run_id='worker')
+
+        def work():
+            run.log('worker', 3.0)  # then straight out: the next round is a flush interval away
+
+        worker = multiprocessing.get_context('fork').Process(target=work)
+        worker.start()
+        worker.join()
+        assert worker.exitcode == 0
+        run.complete(timeout=0.5)
+    """
+    result = run_child(tmp_path, body)
+    assert result.returncode == 0, result.stderr
+    names = [
+        body_["values"][0]["name"]
+        for kind, body_ in (e["body"] for e in spooled_events(tmp_path / "spool"))
+        if kind == kinds.METRICS
+    ]
+    assert names == ["worker"]
+
+
 def test_system_metrics_when_enabled(tmp_path: Path) -> None:
     body = """
         import time
