@@ -54,8 +54,13 @@ class KafkaSender:
         self._backoff = 0.1
         self._next_try = 0.0
         self._partition_of: dict[bytes, int] = {}
+        self._connecting = asyncio.Lock()  # one producer at a time, never two started at once
 
     async def _connected(self) -> AIOKafkaProducer | None:
+        async with self._connecting:  # the courier's loop and its orphans' delivery share it
+            return await self._connect()
+
+    async def _connect(self) -> AIOKafkaProducer | None:
         if self._spoiled and not self._unsettled:
             await self._replace()
         if self._producer is not None:
