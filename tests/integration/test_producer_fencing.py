@@ -1,5 +1,7 @@
-"""A broker that freezes and thaws under a `runstream run`: no Kafka producer the courier gave up
-on may put an event on the topic after what replaced it has sent.
+"""A broker that freezes and thaws under a `runstream run`: no copy of an event the courier
+handed to Kafka may reach the topic after its resend. What is asserted: the run ends `completed`,
+PostgreSQL holds each logged step once, and, reading the topic back in offset order, each
+producer session's `seq` rises strictly (no duplicate, nothing older after something newer).
 
 The test's own broker (tests/integration/private.py) is paused with SIGSTOP and resumed with
 SIGCONT by its pid, over and over, while a real child process logs steadily. Paused, the broker's
