@@ -34,7 +34,7 @@ from runstream._errors import TransportError
 from runstream.producer import _protocol as protocol
 from runstream.producer._deadletter import DeadLetterFile
 from runstream.producer._problems import ProblemReporter
-from runstream.producer._sender import KafkaSender
+from runstream.producer._sender import KafkaSender, Shipment
 from runstream.producer._spool import (
     Destination,
     Frame,
@@ -82,27 +82,35 @@ class Courier:
         sender = KafkaSender(self.config, self.problems)
         orphans = asyncio.create_task(self._deliver_orphans(sender))
         reader = SpoolReader(self.folder)
+        shipment: Shipment | None = None  # frames read, not all acknowledged yet
         try:
             while True:
-                if not await sender.ready():  # don't read the disk for a broker that is away
+                shipment = shipment or await self._next_shipment(reader, sender)
+                if shipment is None:
+                    continue
+                if not await shipment.send():  # its frames are never read again meanwhile
                     await asyncio.sleep(self.config.flush_interval)
                     continue
-                frames = reader.next_batch()
-                if not frames:
-                    self.written.clear()
-                    with contextlib.suppress(TimeoutError):  # a missed wake costs one interval
-                        await asyncio.wait_for(self.written.wait(), self.config.flush_interval)
-                    continue
-                frames = self._sendable(self.folder, frames)
-                if frames and not await sender.send(frames):
-                    await asyncio.sleep(self.config.flush_interval)
-                    continue
+                shipment = None
                 self.on_acked(reader.commit())
         finally:
             syncer.stop()
             orphans.cancel()
             await asyncio.gather(orphans, return_exceptions=True)
             await sender.stop()
+
+    async def _next_shipment(self, reader: SpoolReader, sender: KafkaSender) -> Shipment | None:
+        """The next frames of the folder as a shipment; None after waiting a while for them."""
+        if not await sender.ready():  # don't read the disk for a broker that is away
+            await asyncio.sleep(self.config.flush_interval)
+            return None
+        frames = reader.next_batch()
+        if not frames:
+            self.written.clear()
+            with contextlib.suppress(TimeoutError):  # a missed wake costs one interval
+                await asyncio.wait_for(self.written.wait(), self.config.flush_interval)
+            return None
+        return sender.shipment(self._sendable(self.folder, frames))
 
     def _sendable(self, folder: SpoolFolder, frames: list[Frame]) -> list[Frame]:
         sendable, reasons = self.dead_letters.sieve(folder.path.name, frames)
@@ -144,7 +152,8 @@ async def deliver_folder(
     sent = skipped = 0
     while frames := reader.next_batch():
         sendable, reasons = dead_letters.sieve(folder.path.name, frames)
-        while sendable and not await sender.send(sendable):
+        shipment = sender.shipment(sendable)
+        while not await shipment.send():
             if give_up_at is not None and time.monotonic() >= give_up_at:
                 return Delivery(sent, skipped + len(reasons), folder.count_frames(reader.cursor))
             await asyncio.sleep(0.5)

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         _PRODUCER.close_timeout,
         description="Seconds closing a run waits for Kafka; the rest stays in the spool",
     )
+    send_timeout: float = Field(
+        _PRODUCER.send_timeout,
+        description="Seconds a courier's send to Kafka may take before it is retried",
+    )
     system_metrics_interval: float = Field(
         _PRODUCER.system_metrics_interval,
         description="Seconds between CPU/memory/GPU samples (0: off)",
@@ -169,6 +173,7 @@ class Settings(BaseSettings):
             heartbeat_interval=self.heartbeat_interval,
             system_metrics_interval=self.system_metrics_interval,
             close_timeout=self.close_timeout,
+            send_timeout=self.send_timeout,
             courier=self.courier,
         )
 
