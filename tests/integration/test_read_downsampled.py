@@ -24,7 +24,9 @@ from tests.harness import Harness
 POINTS = 200
 CURVES = {"loss": 20_001, "grad_norm": 5_000, "lr": 150}  # values per rank
 _BUCKETS_SQL = """
-WITH span AS (SELECT min(step) AS lo, max(step) AS hi FROM metrics WHERE run_id = $1 AND name = $2)
+WITH span AS MATERIALIZED (
+    SELECT min(step) AS lo, max(step) AS hi FROM metrics WHERE run_id = $1 AND name = $2
+)
 SELECT rank, (step - lo) * $3 / (hi - lo + 1) AS bucket, min(value), max(value)
 FROM metrics, span WHERE run_id = $1 AND name = $2 GROUP BY rank, bucket
 """
