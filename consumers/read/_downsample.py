@@ -36,17 +36,25 @@ _ENDS = """
     SELECT DISTINCT b.run_id, b.name, e.point[2]::bigint AS step, b.rank, e.point[1] AS value
     FROM buckets b, LATERAL (VALUES (b.low), (b.high)) AS e(point)
 """
-_CURVES = """
+
+
+def curves_sql(where: str) -> str:
+    """The curves (run_id, name, lo, hi) that `metric_latest` rows matching `where` name, with
+    their first and last step: two index probes each.
+    """
+    return f"""
     SELECT l.run_id, l.name,
         (SELECT step FROM metrics WHERE run_id = l.run_id AND name = l.name
          ORDER BY step LIMIT 1) AS lo,
         (SELECT step FROM metrics WHERE run_id = l.run_id AND name = l.name
          ORDER BY step DESC LIMIT 1) AS hi
-    FROM (SELECT DISTINCT run_id, name FROM metric_latest
-          WHERE run_id = ANY($1::text[]) AND ($2::text[] IS NULL OR name = ANY($2))) l
+    FROM (SELECT DISTINCT run_id, name FROM metric_latest WHERE {where}) l
 """
+
+
+_SCOPE = "run_id = ANY($1::text[]) AND ($2::text[] IS NULL OR name = ANY($2))"
 _DOWNSAMPLED = f"""
-WITH curves AS MATERIALIZED ({_CURVES}),
+WITH curves AS MATERIALIZED ({curves_sql(_SCOPE)}),
 buckets AS ({
     _BUCKETS.format(series="m.rank", rank="($3::int IS NULL OR m.rank = $3)", buckets="$4::bigint")
 })
@@ -59,8 +67,8 @@ def downsampled_sql(curves: str, rank: str, buckets: str, *, series: str = "m.ra
     """The downsampling query, for dashboards whose scope is their own SQL: rows of
     `DOWNSAMPLED_COLUMNS`, unordered.
 
-    `curves`: a query of (run_id, name, lo, hi), the curves and their first and last step (read
-    once, materialized: each curve's span is two index probes, never a scan per row);
+    `curves`: a query of (run_id, name, lo, hi), the curves and their first and last step
+    (`curves_sql`; read once, materialized);
     `rank`: a condition on `m.rank`; `buckets`: an integer expression; `series`: what splits a
     curve (`m.rank`: one per rank; `NULL::int`: the ranks together, each bucket's lowest and
     highest across them).

@@ -5,6 +5,7 @@ Each function only reads; `Client` and `AsyncClient` are built on the same ones.
 
 from runstream.consumers.read._downsample import (
     DOWNSAMPLED_COLUMNS,
+    curves_sql,
     downsampled_history,
     downsampled_sql,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "Row",
     "RunFilter",
     "curve_points",
+    "curves_sql",
     "database_now",
     "downsampled_history",
     "downsampled_sql",
