@@ -14,6 +14,7 @@ import struct
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -63,7 +64,11 @@ async def store(conn: asyncpg.Connection, run_id: str, rng: random.Random) -> No
     await conn.copy_records_to_table("metric_latest", records=latest, columns=columns)
 
 
-async def expected(conn: asyncpg.Connection, run_id: str, name: str) -> dict[tuple, set[bytes]]:
+Buckets = dict[tuple[int, int], set[bytes]]
+Point = tuple[int, int, bytes]
+
+
+async def expected(conn: asyncpg.Connection, run_id: str, name: str) -> Buckets:
     """SQL's (rank, bucket) -> {min, max} of one metric."""
     rows = await conn.fetch(_BUCKETS_SQL, run_id, name, POINTS // 2)
     return {(r["rank"], r["bucket"]): {bits(r["min"]), bits(r["max"])} for r in rows}
@@ -92,18 +97,19 @@ async def test_downsampled_reads_keep_every_buckets_min_and_max(harness: Harness
 
 async def _span(conn: asyncpg.Connection, run_id: str, name: str) -> tuple[int, int]:
     query = "SELECT min(step), max(step) FROM metrics WHERE run_id = $1 AND name = $2"
-    low, high = await conn.fetchrow(query, run_id, name)
-    return low, high
+    span = await conn.fetchrow(query, run_id, name)
+    assert span is not None
+    return span[0], span[1]
 
 
-async def _stored(conn: asyncpg.Connection, run_id: str, name: str) -> set[tuple]:
+async def _stored(conn: asyncpg.Connection, run_id: str, name: str) -> set[Point]:
     query = "SELECT rank, step, value FROM metrics WHERE run_id = $1 AND name = $2"
     return {(r["rank"], r["step"], bits(r["value"])) for r in await conn.fetch(query, run_id, name)}
 
 
-def _by_bucket(points: list[dict], span: tuple[int, int]) -> dict[tuple, set[bytes]]:
+def _by_bucket(points: list[dict[str, Any]], span: tuple[int, int]) -> Buckets:
     low, high = span
-    found: dict[tuple, set[bytes]] = defaultdict(set)
+    found: Buckets = defaultdict(set)
     for p in points:
         found[p["rank"], (p["step"] - low) * (POINTS // 2) // (high - low + 1)].add(
             bits(p["value"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from runstream.consumers import LiveRuns, RunCollector
 from runstream.consumers._shownranks import RankSpread, shown_ranks
 from runstream.schemas import kinds
@@ -42,18 +44,19 @@ def test_infinities_of_both_signs_keep_their_min_and_max() -> None:
     assert math.isnan(spread.mean)
 
 
-def _page(live: LiveRuns, limit: int) -> dict[str, dict[tuple[str, ...], float]]:
-    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+Page = dict[str, dict[frozenset[tuple[str, str]], float]]
 
-    page: dict[str, dict[tuple[str, ...], float]] = {}
+
+def _page(live: LiveRuns, limit: int) -> Page:
+    page: Page = {}
     for family in text_string_to_metric_families(RunCollector(live, ranks_limit=limit).render()):
         for s in family.samples:
-            page.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value  # type: ignore[arg-type]
+            page.setdefault(s.name, {})[frozenset(s.labels.items())] = s.value
     return page
 
 
-def _ranks(page: dict[str, dict[tuple[str, ...], float]], name: str) -> set[str]:
-    return {dict(labels)["rank"] for labels in page.get(name, {})}  # type: ignore[arg-type]
+def _ranks(page: Page, name: str) -> set[str]:
+    return {dict(labels)["rank"] for labels in page.get(name, {})}
 
 
 def test_beyond_the_limit_only_the_aggregates_cover_every_rank() -> None:
@@ -61,12 +64,14 @@ def test_beyond_the_limit_only_the_aggregates_cover_every_rank() -> None:
     live.apply([metrics(9, float(rank), rank=rank) for rank in range(5)])
     page = _page(live, limit=2)
     assert _ranks(page, "runstream_metric_value") == _ranks(page, "runstream_metric_step") == {"0"}
-    key = (("experiment", "exp"), ("metric", "loss"), ("run_id", "r1"))
+    key = frozenset({("experiment", "exp"), ("metric", "loss"), ("run_id", "r1")})
     assert page["runstream_metric_ranks_min"][key] == 0.0
     assert page["runstream_metric_ranks_mean"][key] == 2.0
     assert page["runstream_metric_ranks_max"][key] == 4.0
     assert page["runstream_metric_ranks"][key] == 5
-    assert page["runstream_run_hidden_ranks"] == {(("experiment", "exp"), ("run_id", "r1")): 4}
+    assert page["runstream_run_hidden_ranks"] == {
+        frozenset({("experiment", "exp"), ("run_id", "r1")}): 4
+    }
 
 
 def test_a_rank_flagged_straggling_gets_its_series_until_cleared() -> None:
