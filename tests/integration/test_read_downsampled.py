@@ -19,7 +19,8 @@ from typing import Any
 import asyncpg
 
 from runstream._config import DatabaseConfig
-from runstream.consumers.read import AsyncClient, queries
+from runstream.consumers.read import AsyncClient
+from runstream.consumers.read.queries import curve_points
 from tests.harness import Harness
 
 POINTS = 200
@@ -89,7 +90,7 @@ async def test_downsampled_reads_keep_every_buckets_min_and_max(harness: Harness
             assert {(p["rank"], p["step"], bits(p["value"])) for p in got} <= stored
             for rank in (0, 1):
                 assert len([p for p in got if p["rank"] == rank]) <= POINTS
-            plotted = await queries.curve_points(conn, run_id, name, None, POINTS)
+            plotted = await curve_points(conn, run_id, name, None, POINTS)
             assert {(p["rank"], p["step"], bits(p["value"])) for p in plotted} <= stored
     finally:
         await conn.close()
