@@ -102,8 +102,7 @@ def export_command(address_file: AddressFile = None) -> None:
         settings.kafka(),
         settings.database(read_only=True),
         registry=registry,
-        finished_ttl=settings.finished_run_ttl,
-        idle_ttl=settings.idle_run_ttl,
+        config=settings.export(),
         options=options,
     )
     address = settings.exporter_address

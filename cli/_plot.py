@@ -1,8 +1,8 @@
 """`runstream plot`: training curves against step, several runs and ranks overlaid, as a PNG.
 
-A curve longer than `MAX_POINTS` is averaged into that many step buckets by PostgreSQL (the read
-layer, `runstream.consumers.read`), so a 100M-point run plots as fast as a small one and never
-travels whole to the client.
+A curve longer than `MAX_POINTS` is downsampled by PostgreSQL (the read layer,
+`runstream.consumers.read`): each of `MAX_POINTS // 2` step buckets keeps its lowest and highest
+point, so every spike shows and a 100M-point run never travels whole to the client.
 """
 
 from __future__ import annotations

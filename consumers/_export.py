@@ -28,7 +28,7 @@ from collections.abc import Callable, Set
 
 from prometheus_client import CollectorRegistry
 
-from runstream._config import DatabaseConfig, KafkaConfig
+from runstream._config import DatabaseConfig, ExportConfig, KafkaConfig
 from runstream.consumers._collector import RunCollector
 from runstream.consumers._database import Database, DatabaseUnavailable
 from runstream.consumers._decode import DecodedBatch
@@ -65,13 +65,13 @@ class ExportService:
         database: DatabaseConfig | None,
         *,
         registry: CollectorRegistry,
-        finished_ttl: float = 600.0,
-        idle_ttl: float = 86400.0,
+        config: ExportConfig | None = None,
         options: LoopOptions | None = None,
     ) -> None:
-        self.live = LiveRuns(finished_ttl=finished_ttl, idle_ttl=idle_ttl)
+        config = config or ExportConfig()
+        self.live = LiveRuns(finished_ttl=config.finished_ttl, idle_ttl=config.idle_ttl)
         self.health = ConsumerHealth(registry)
-        self.collector = RunCollector(self.live)
+        self.collector = RunCollector(self.live, ranks_limit=config.ranks_limit)
         self.options = options or LoopOptions.export()
         self._kafka = kafka
         self._database = Database(database, command_timeout=30.0) if database else None

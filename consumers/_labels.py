@@ -27,3 +27,8 @@ def metric_labels(experiment: str, run_id: str, metric: str, rank: int) -> str:
         f'experiment="{escape(experiment)}",run_id="{escape(run_id)}",'
         f'metric="{escape(metric)}",rank="{rank}"'
     )
+
+
+def aggregate_labels(experiment: str, run_id: str, metric: str) -> str:
+    """The label text of one `runstream_metric_ranks_*` series (a metric across a run's ranks)."""
+    return f'experiment="{escape(experiment)}",run_id="{escape(run_id)}",metric="{escape(metric)}"'

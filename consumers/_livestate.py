@@ -1,9 +1,10 @@
 """`LiveRuns`: the exporter's in-memory state of the runs worth showing, and nothing more.
 
 Each run keeps its `RunState` (folded by the same rules as persist's) and the last value and step
-of each (metric, rank). A finished run leaves `finished_ttl` seconds after it ended, an unfinished
-run that has been silent for `idle_ttl` seconds leaves too, so memory and Prometheus cardinality
-are bounded by the runs alive now.
+of each metric on each rank (by metric, then rank: a scrape reads one metric's ranks together).
+A finished run leaves `finished_ttl` seconds after it ended, an unfinished run that has been
+silent for `idle_ttl` seconds leaves too, so memory and Prometheus cardinality are bounded by the
+runs alive now.
 
 Threads: the consume loop is the only writer. A scrape (another thread) copies each dict with one
 `list(d.items())`, a single C-level call that the GIL keeps atomic, and values are immutable tuples
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runstream.consumers._labels import metric_labels
+from runstream.consumers._labels import aggregate_labels, metric_labels
 from runstream.consumers._runstate import RunState
 from runstream.schemas import kinds
 
@@ -28,19 +29,32 @@ Latest = tuple[float, int, datetime]
 
 @dataclass(slots=True)
 class LiveRun:
-    """One run on /metrics: its state, the latest (value, step, time) of each metric and rank, and
-    each series' label text (computed once, by the loop).
+    """One run on /metrics: its state, the latest (value, step, time) of each metric by rank, and
+    each series' label text (computed once, by the loop): per (metric, rank), and per metric for
+    the cross-rank aggregates.
     """
 
     state: RunState
-    metrics: dict[MetricKey, Latest] = field(default_factory=dict)
+    metrics: dict[str, dict[int, Latest]] = field(default_factory=dict)
     labels: dict[MetricKey, str] = field(default_factory=dict)
+    metric_labels: dict[str, str] = field(default_factory=dict)
 
-    def remember(self, key: MetricKey, latest: Latest) -> None:
-        """Set the latest value of a series, computing its label text on first sight."""
-        if key not in self.labels:
-            self.labels[key] = metric_labels(self.state.experiment, self.state.run_id, *key)
-        self.metrics[key] = latest
+    def remember(self, name: str, rank: int, latest: Latest) -> None:
+        """Keep `latest` unless the series already holds a later one (by time)."""
+        by_rank = self.metrics.get(name)
+        if by_rank is None:
+            by_rank = self.metrics[name] = {}
+            self.metric_labels[name] = aggregate_labels(
+                self.state.experiment, self.state.run_id, name
+            )
+        current = by_rank.get(rank)
+        if current is None:
+            self.labels[name, rank] = metric_labels(
+                self.state.experiment, self.state.run_id, name, rank
+            )
+        elif latest[2] < current[2]:
+            return
+        by_rank[rank] = latest
 
     def apply(self, event: Event) -> None:
         """Fold one event of this run."""
@@ -52,12 +66,7 @@ class LiveRun:
     def _values(self, event: Event, body: dict[str, Any]) -> None:
         rank, step, time = event["rank"], body["step"], event["time"]
         for item in body["values"]:
-            key = (item["name"], rank)
-            current = self.metrics.get(key)
-            if current is None:
-                self.remember(key, (item["value"], step, time))
-            elif time >= current[2]:
-                self.metrics[key] = (item["value"], step, time)
+            self.remember(item["name"], rank, (item["value"], step, time))
 
 
 class LiveRuns:
@@ -84,7 +93,7 @@ class LiveRuns:
         for run_id, name, rank, value, step, time in latest:
             run = self.runs.get(run_id)
             if run is not None:
-                run.remember((name, rank), (value, step, time))
+                run.remember(name, rank, (value, step, time))
 
     def keep_only(self, wanted: Callable[[str], bool]) -> list[str]:
         """Drop every run whose id `wanted` refuses (its partition went to another exporter)."""

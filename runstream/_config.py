@@ -192,6 +192,26 @@ class DatabaseConfig:
         _positive("max_connections", self.max_connections)
 
 
+@dataclass(frozen=True, slots=True)
+class ExportConfig:
+    """What the exporter keeps on /metrics.
+
+    `ranks_limit`: a run with at most this many ranks logging metrics has every rank's
+    `runstream_metric_value`/`_step` series; a larger run only rank 0's and its straggling ranks'
+    (at most `ranks_limit` ranks). The cross-rank aggregates always cover every rank.
+    """
+
+    finished_ttl: float = 600.0
+    idle_ttl: float = 86400.0
+    ranks_limit: int = 8
+
+    def __post_init__(self) -> None:
+        _positive("finished_ttl", self.finished_ttl)
+        _positive("idle_ttl", self.idle_ttl)
+        if self.ranks_limit < 1:
+            raise ConfigError(f"ranks_limit={self.ranks_limit!r}: expected 1 or more")
+
+
 def _no_password() -> bytes:
     """OpenSSL's key-password callback: never prompt on a terminal (a service has none)."""
     return b""

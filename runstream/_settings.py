@@ -18,6 +18,7 @@ from runstream._config import (
     PERSIST_GROUP,
     WATCHDOG_GROUP,
     DatabaseConfig,
+    ExportConfig,
     KafkaConfig,
     ProducerConfig,
 )
@@ -25,6 +26,7 @@ from runstream._config import (
 # Each default is declared once: by the frozen config it ends up in, or by `runstream._local`.
 _KAFKA = KafkaConfig()
 _PRODUCER = ProducerConfig()
+_EXPORT = ExportConfig()
 _LOCAL_READER = _local.database_url(_local.READER_ROLE)
 
 
@@ -90,13 +92,20 @@ class Settings(BaseSettings):
     )
     # Services
     exporter_address: str = Field(_local.EXPORTER_ADDRESS, description="Bind address of /metrics")
-    finished_run_ttl: float = Field(600.0, description="Seconds a finished run stays on /metrics")
+    finished_run_ttl: float = Field(
+        _EXPORT.finished_ttl, description="Seconds a finished run stays on /metrics"
+    )
+    export_ranks_limit: int = Field(
+        _EXPORT.ranks_limit,
+        description="Ranks of a run with per-rank metric series on /metrics (beyond: rank 0 and "
+        "straggling ranks only; every rank is in the cross-rank aggregates)",
+    )
     # Local stack
     stack_dir: Path = Field(Path(".stack"), description="State folder of the local stack")
     # Consumers (persist, export, watchdog)
     watchdog_interval: float = Field(5.0, description="Seconds between watchdog checks")
     idle_run_ttl: float = Field(
-        86400.0, description="Seconds a silent unfinished run stays on /metrics"
+        _EXPORT.idle_ttl, description="Seconds a silent unfinished run stays on /metrics"
     )
     shutdown_timeout: float = Field(10.0, description="Seconds a service gets to finish on SIGTERM")
     persist_group: str = Field(PERSIST_GROUP, description="Consumer group of persist")
@@ -175,6 +184,14 @@ class Settings(BaseSettings):
             close_timeout=self.close_timeout,
             send_timeout=self.send_timeout,
             courier=self.courier,
+        )
+
+    def export(self) -> ExportConfig:
+        """What the exporter keeps on /metrics."""
+        return ExportConfig(
+            finished_ttl=self.finished_run_ttl,
+            idle_ttl=self.idle_run_ttl,
+            ranks_limit=self.export_ranks_limit,
         )
 
     def database(self, *, read_only: bool = False) -> DatabaseConfig:

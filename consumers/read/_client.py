@@ -17,9 +17,10 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from runstream._config import DatabaseConfig
-from runstream._errors import NotFoundError
+from runstream._errors import ConfigError, NotFoundError
 from runstream.consumers._database import Database
 from runstream.consumers.read import _history, _runs, _shapes
+from runstream.consumers.read._downsample import DOWNSAMPLED_COLUMNS, downsampled_history
 from runstream.consumers.read._frames import (
     FrameKind,
     check_kind,
@@ -103,19 +104,28 @@ class AsyncClient:
         *,
         rank: int | None = None,
         aggregate: bool = False,
+        points: int | None = None,
         frame: FrameKind = "pandas",
     ) -> Any:
         """The metric history of one or many runs and names, as a frame.
 
         Per value: run_id, name, step, rank, time, value, in run, name, step order. With
         `aggregate`, one row per run, name and step across ranks: min, mean, max and `ranks`.
+        With `points`, at most that many points of each (run, name, rank) curve, read by
+        PostgreSQL: each of `points // 2` step buckets keeps its lowest and its highest point
+        (run_id, name, step, rank, value; no time), so every spike of a long curve survives.
         """
         kind = check_kind(frame)
+        if aggregate and points is not None:
+            raise ConfigError("aggregate=True with points: choose one (points reads per rank)")
         async with self._database.connection() as conn:
             found = [await self._full_id(conn, r) for r in _listed(run_ids)]
             if aggregate:
                 records = await _history.metric_aggregate(conn, found, _names(names), rank)
                 return convert(records_table(records, _history.AGGREGATE_COLUMNS), kind)
+            if points is not None:
+                records = await downsampled_history(conn, found, _names(names), rank, points)
+                return convert(records_table(records, DOWNSAMPLED_COLUMNS), kind)
             records = await _history.metric_history(conn, found, _names(names), rank)
         return convert(records_table(records, _history.METRIC_COLUMNS), kind)
 
@@ -196,6 +206,7 @@ class Client:
         runs = client.runs(experiment="mnist", status="completed", params={"lr": 0.01})
         loss = client.metrics(runs[0]["run_id"], "loss")           # pandas
         band = client.metrics(run_id, "loss", aggregate=True)      # min/mean/max across ranks
+        long = client.metrics(run_id, "loss", points=2000)         # each bucket's min and max
 
     Each method is `AsyncClient`'s, run on the client's own loop thread.
     """

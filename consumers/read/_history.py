@@ -1,5 +1,7 @@
 """What runs logged over time: metric curves (per rank or across ranks), tables, files, texts.
 
+Long curves can be read at a point budget instead (`_downsample`).
+
 Every function takes a connection and only reads. A curve is read in step order, each metric one
 index range scan (the `metrics` key leads with run, name, step); the export streams through a
 server-side cursor in batches, so no more than one batch is in memory however long the run.
@@ -7,13 +9,13 @@ server-side cursor in batches, so no more than one batch is in memory however lo
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
 
 from runstream.consumers._database import Connection
+from runstream.consumers.read._downsample import downsampled_history
 from runstream.consumers.read._runs import Row, as_row
 
 METRIC_COLUMNS = ("run_id", "name", "step", "rank", "time", "value")
@@ -36,15 +38,9 @@ _LARGEST = (
     "SELECT max(count) FROM metric_latest WHERE run_id = $1 AND name = $2 "
     "AND ($3::int IS NULL OR rank = $3)"
 )
-_STEPS = "SELECT min(step), max(step) FROM metrics WHERE run_id = $1 AND name = $2"
 _RAW_CURVE = (
     "SELECT rank, step, value FROM metrics WHERE run_id = $1 AND name = $2 "
     "AND ($3::int IS NULL OR rank = $3) ORDER BY step, time"
-)
-_BUCKETED_CURVE = (
-    "SELECT rank, min(step) AS step, avg(value) AS value FROM metrics "
-    "WHERE run_id = $1 AND name = $2 AND ($3::int IS NULL OR rank = $3) "
-    "GROUP BY rank, step / $4 ORDER BY rank, 2"
 )
 
 
@@ -111,18 +107,16 @@ async def curve_points(
 ) -> list[asyncpg.Record]:
     """(rank, step, value) of one metric for plotting, in step order per rank.
 
-    A curve with more than `max_points` values on a rank is averaged by PostgreSQL into about
-    that many equal step buckets, so it never travels whole to the client.
+    A curve with more than `max_points` values on a rank is downsampled by PostgreSQL (each of
+    `max_points // 2` step buckets keeps its lowest and highest point: `downsampled_history`), so
+    it never travels whole to the client and no spike is lost.
     """
     largest = await conn.fetchval(_LARGEST, run_id, name, rank)
     if not largest:
         return []
     if largest <= max_points:
         return await conn.fetch(_RAW_CURVE, run_id, name, rank)
-    bounds = await conn.fetchrow(_STEPS, run_id, name)
-    low, high = (bounds[0], bounds[1]) if bounds is not None else (0, 0)
-    width = max(1, math.ceil((high - low + 1) / max_points))
-    return await conn.fetch(_BUCKETED_CURVE, run_id, name, rank, width)
+    return await downsampled_history(conn, [run_id], [name], rank, max_points)
 
 
 async def table_rows(conn: Connection, run_id: str, table: str, rank: int | None) -> list[Row]:

@@ -3,6 +3,12 @@
 Each function only reads; `Client` and `AsyncClient` are built on the same ones.
 """
 
+from runstream.consumers.read._downsample import (
+    DOWNSAMPLED_COLUMNS,
+    curves_sql,
+    downsampled_history,
+    downsampled_sql,
+)
 from runstream.consumers.read._history import (
     curve_points,
     export_batches,
@@ -27,10 +33,14 @@ from runstream.consumers.read._runs import (
 )
 
 __all__ = [
+    "DOWNSAMPLED_COLUMNS",
     "Row",
     "RunFilter",
     "curve_points",
+    "curves_sql",
     "database_now",
+    "downsampled_history",
+    "downsampled_sql",
     "export_batches",
     "extras",
     "get_run",

@@ -6,6 +6,7 @@ from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import dashboard as models
 
+from runstream.consumers.read.queries import curves_sql, downsampled_sql
 from runstream.deploy.grafana._panels import (
     category_bars_panel,
     experiment_variable,
@@ -57,22 +58,24 @@ LAST_VALUE_PER_RUN = """
     ORDER BY r.started_at DESC NULLS LAST LIMIT 30
 """
 
-# The 20 most recent runs, each curve bucketed to at most ~500 points.
-METRIC_ACROSS_RUNS = """
+# The 20 most recent runs, each curve read at 500 points: 250 step buckets keeping their lowest
+# and highest value across ranks (the read API's downsampling SQL).
+METRIC_ACROSS_RUNS = f"""
     WITH recent AS (
         SELECT run_id, coalesce(name, run_id) AS run FROM runs
         WHERE experiment = '$experiment' AND ($__timeFilter(started_at) OR ended_at IS NULL)
         ORDER BY started_at DESC NULLS LAST LIMIT 20
-    ), span AS (
-        SELECT recent.run_id, (
-            SELECT max(step) FROM metrics WHERE run_id = recent.run_id AND name = '$metric'
-        ) AS hi FROM recent
     )
-    SELECT recent.run, min(m.step) AS step, avg(m.value) AS value
-    FROM metrics m JOIN recent USING (run_id) JOIN span USING (run_id)
-    WHERE m.name = '$metric'
-    GROUP BY recent.run, m.step / greatest(1, span.hi / 500)
-    ORDER BY 1, 2
+    SELECT recent.run, points.step, points.value
+    FROM recent JOIN ({
+    downsampled_sql(
+        curves_sql("run_id IN (SELECT run_id FROM recent) AND name = '$metric'"),
+        rank="true",
+        buckets="250",
+        series="NULL::int",
+    )
+}) points USING (run_id)
+    ORDER BY 1, 2, 3
 """
 
 
@@ -113,11 +116,10 @@ def dashboard() -> dashboard_builders.Dashboard:
     )
     board = board.with_panel(
         timeseries_panel(
-            "$metric live, per run",
+            "$metric live, mean across ranks, per run",
             [
                 promql(
-                    "max by (run_id) (runstream_metric_value"
-                    '{experiment="$experiment", metric="$metric"})',
+                    'runstream_metric_ranks_mean{experiment="$experiment", metric="$metric"}',
                     "{{run_id}}",
                 )
             ],

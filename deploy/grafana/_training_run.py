@@ -6,6 +6,7 @@ from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import dashboard as models
 
+from runstream.consumers.read.queries import curves_sql, downsampled_sql
 from runstream.deploy.grafana._panels import (
     experiment_variable,
     logs_panel,
@@ -20,17 +21,19 @@ from runstream.deploy.grafana._targets import promql, sql
 
 UID = "runstream-training-run"
 
-# At most ~2000 points per curve, whatever the run's length: steps are bucketed, each bucket
-# shows its mean. max(step) per name is one index probe on (run_id, name, step).
-CURVE_VS_STEP = """
-    WITH span AS (
-        SELECT max(step) AS hi FROM metrics WHERE run_id = '$run' AND name IN ($metric)
+# At most 2,000 points per curve, whatever the run's length: 1,000 step buckets, each keeping its
+# lowest and highest value across the selected ranks (so every spike shows), read by the same SQL
+# as the Python read API's `points=` (runstream.consumers.read.queries.downsampled_sql).
+CURVE_VS_STEP = f"""
+    SELECT step, value FROM ({
+    downsampled_sql(
+        curves_sql("run_id = '$run' AND name IN ($metric)"),
+        rank="m.rank IN ($rank)",
+        buckets="1000",
+        series="NULL::int",
     )
-    SELECT min(m.step) AS step, avg(m.value) AS value
-    FROM metrics m, span
-    WHERE m.run_id = '$run' AND m.name IN ($metric) AND m.rank IN ($rank)
-    GROUP BY m.step / greatest(1, span.hi / 2000)
-    ORDER BY 1
+}) points
+    ORDER BY step, value
 """
 
 RUN_SUMMARY = """
@@ -91,6 +94,7 @@ TEXT_METRICS = """
 """
 
 RUN_SELECTOR = 'run_id="$run", rank=~"$rank"'
+CURVE_SELECTOR = 'run_id="$run", metric=~"$metric"'
 
 
 def variables() -> list[cogbuilder.Builder[models.VariableModel]]:
@@ -149,13 +153,28 @@ def dashboard() -> dashboard_builders.Dashboard:
     )
     board = board.with_panel(
         timeseries_panel(
-            "Live values against time",
+            "Live values against time: across ranks, and per shown rank",
             [
+                promql(
+                    f"runstream_metric_ranks_{part}{{{CURVE_SELECTOR}}}", f"{{{{metric}}}} · {part}"
+                )
+                for part in ("min", "mean", "max")
+            ]
+            + [
                 promql(
                     f'runstream_metric_value{{{RUN_SELECTOR}, metric=~"$metric"}}',
                     "{{metric}} · rank {{rank}}",
                 )
             ],
+            width=20,
+        )
+    )
+    board = board.with_panel(
+        stat_panel(
+            "Ranks without per-rank series",
+            promql('runstream_run_hidden_ranks{run_id="$run"}', "hidden ranks"),
+            width=4,
+            height=9,
         )
     )
     board = board.with_panel(table_panel("Latest values", sql(LATEST_VALUES), width=24, height=7))
