@@ -9,7 +9,7 @@ import contextlib
 import time
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from aiokafka.partitioner import DefaultPartitioner
 
 from runstream._config import ProducerConfig
@@ -83,38 +83,32 @@ class KafkaSender:
             if not getattr(exc, "retriable", True):
                 self._producer = None
                 await self._discard(producer)
-            self._failed(
-                self._missing_topic(producer) or exc,
-                "sending to Kafka failed; events wait in the spool",
-            )
+            self._failed(exc, "sending to Kafka failed; events wait in the spool")
             return False
         return True
 
-    def _missing_topic(self, producer: AIOKafkaProducer) -> TransportError | None:
-        """The reason a send failed when the broker answers but has no such topic (a typo, or a
-        topic nobody created): aiokafka only times out on it.
+    async def _partitions(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
+        """The topic's partitions (at once when known); a topic the brokers lack is a
+        `TransportError` naming it within a few seconds (aiokafka would only wait on it).
         """
-        cluster = producer.client.cluster
-        topic = self.config.kafka.topic
-        if not cluster.brokers() or topic in cluster.topics():
-            return None
-        servers = self.config.kafka.bootstrap_servers
-        return TransportError(
-            f"topic {topic!r} does not exist on {servers}: create it (`runstream stack up` does) "
-            "or fix RUNSTREAM_TOPIC",
-            retriable=True,
-        )
+        wait = min(self.config.send_timeout, _METADATA_WAIT)
+        try:
+            known = await asyncio.wait_for(producer.partitions_for(topic), wait)
+        except (UnknownTopicOrPartitionError, TimeoutError) as exc:
+            servers = self.config.kafka.bootstrap_servers
+            raise TransportError(
+                f"topic {topic!r} does not exist on {servers} (or no broker there answers for "
+                "it): create it (`runstream stack up` does) or fix RUNSTREAM_TOPIC",
+                retriable=True,
+            ) from exc
+        return sorted(known)
 
     async def _send_batches(
         self, producer: AIOKafkaProducer, frames: list[Frame]
     ) -> list[asyncio.Future[object]]:
         """Frames grouped into record batches per partition (key order kept within a partition)."""
         topic = self.config.kafka.topic
-        known = producer.client.cluster.partitions_for_topic(topic)
-        if not known:  # a topic the broker lacks is only waited for: give up early, `send` says why
-            wait = min(self.config.send_timeout, _METADATA_WAIT)
-            known = await asyncio.wait_for(producer.partitions_for(topic), wait)
-        partitions = sorted(known)
+        partitions = await self._partitions(producer, topic)
         by_partition: dict[int, list[Frame]] = {}
         for key, value in frames:
             partition = self._partition_of.get(key)
