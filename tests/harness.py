@@ -105,17 +105,26 @@ class EventFactory:
         )
 
 
-async def produce(kafka: KafkaConfig, messages: Iterable[tuple[bytes | None, bytes]]) -> None:
-    """Send `(key, value)` messages to `kafka.topic` and wait until all are acknowledged."""
+async def produce(
+    kafka: KafkaConfig,
+    messages: Iterable[tuple[bytes | None, bytes]],
+    *,
+    topic: str | None = None,
+) -> list[int]:
+    """Send `(key, value)` messages to `topic` (`kafka.topic` by default) and wait until all are
+    acknowledged; return their offsets.
+    """
     producer = AIOKafkaProducer(
         acks="all", enable_idempotence=True, linger_ms=5, **kafka.client_options()
     )
     await producer.start()
     try:
-        futures = [await producer.send(kafka.topic, value, key=key) for key, value in messages]
-        await asyncio.gather(*futures)
+        to = topic or kafka.topic
+        futures = [await producer.send(to, value, key=key) for key, value in messages]
+        sent = await asyncio.gather(*futures)
     finally:
         await producer.stop()
+    return [metadata.offset for metadata in sent]
 
 
 async def read_topic(kafka: KafkaConfig, topic: str, *, count: int, within: float) -> list[Any]:
