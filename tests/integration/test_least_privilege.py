@@ -188,22 +188,23 @@ _STALLED = {"state": "stalled", "reason": "forged", "exit_code": None, "source":
 async def test_a_forged_watchdog_status_on_the_events_topic_changes_nothing(
     secure_stack: local.StackConfig,
 ) -> None:
-    """Written with a trainer's credentials, between the run's start and a later step: persist
-    dead-letters it (`verdict_off_its_topic`) and the run stays running in PostgreSQL.
+    """Written with a trainer's credentials after the run's first step, followed by a tag (not
+    progress, which would take a stalled status back): persist dead-letters it
+    (`verdict_off_its_topic`) and the run stays running in PostgreSQL.
     """
     trainer = secure_stack.kafka()
     run = EventFactory(f"forged-{uuid.uuid4().hex[:8]}")
-    events = [run.run_started(), run.event(kinds.STATUS, _STALLED), run.metrics(5, {"x": 1.0})]
-    await produce(trainer, [(run.key, value) for value in events])
+    tag = run.event(kinds.TAGS, {"tags": {"after": "forged"}})
+    events = [run.run_started(), run.metrics(5, {"x": 1.0}), run.event(kinds.STATUS, _STALLED)]
+    await produce(trainer, [(run.key, value) for value in [*events, tag]])
 
     reader = secure_stack.database_url(READER_ROLE)
-    query = f"SELECT last_step FROM runs WHERE run_id = '{run.run_id}'"
-    assert await wait_for_value(reader, query, 5), "persist never folded the run's step 5"
+    query = f"SELECT tags->>'after' FROM runs WHERE run_id = '{run.run_id}'"
+    assert await wait_for_value(reader, query, "forged"), "persist never folded the tag"
     status = await fetch_value(reader, f"SELECT status FROM runs WHERE run_id = '{run.run_id}'")
     assert status == "running"
-    letters = await read_topic(
-        secure_stack.kafka(admin=True), trainer.dlq_topic, count=50, within=10
-    )
+    admin = secure_stack.kafka(admin=True)
+    letters = await read_topic(admin, trainer.dlq_topic, count=50, within=10)
     reasons = [dict(r.headers).get("reason") for r in letters if r.key == run.key]
     assert reasons == [b"verdict_off_its_topic"]
 
@@ -215,14 +216,13 @@ async def test_a_real_watchdog_verdict_reaches_postgresql(
     writes `lost` onto the verdict topic; the stack's persist, as the persist role, applies it.
     """
     (health,) = ports_from_the_os(1)
-    env = stack_env(
-        secure_stack,
-        **secure_stack.env(role="watchdog"),
-        RUNSTREAM_WATCHDOG_GROUP=f"watchdog-{uuid.uuid4().hex[:8]}",
-        RUNSTREAM_WATCHDOG_HEALTH_ADDRESS=f"127.0.0.1:{health}",
-        RUNSTREAM_LOST_AFTER="3",
-        RUNSTREAM_WATCHDOG_INTERVAL="0.5",
-    )
+    env = stack_env(secure_stack) | secure_stack.env(role="watchdog")
+    env |= {
+        "RUNSTREAM_WATCHDOG_GROUP": f"watchdog-{uuid.uuid4().hex[:8]}",
+        "RUNSTREAM_WATCHDOG_HEALTH_ADDRESS": f"127.0.0.1:{health}",
+        "RUNSTREAM_LOST_AFTER": "3",
+        "RUNSTREAM_WATCHDOG_INTERVAL": "0.5",
+    }
     run = EventFactory(f"silent-{uuid.uuid4().hex[:8]}")
     with ServiceProcess(["consume", "watchdog"], env, tmp_path / "watchdog.log") as watchdog:
         await produce(secure_stack.kafka(), [(run.key, run.run_started())])
