@@ -68,7 +68,9 @@ def refused_right(
 ) -> ServiceMisconfigured | None:
     """The error for a Kafka authorization failure (`exc`), or None if `exc` is not one."""
     user = repr(kafka.sasl_username) if kafka.sasl_username else "the anonymous user"
-    if isinstance(exc, TopicAuthorizationFailedError):
+    if isinstance(exc, TopicAuthorizationFailedError) and kafka.verdict_topic in str(exc):
+        what = f"topic {kafka.verdict_topic!r} (RUNSTREAM_VERDICT_TOPIC)"
+    elif isinstance(exc, TopicAuthorizationFailedError):
         what = f"topic {kafka.topic!r} (RUNSTREAM_TOPIC)"
     elif isinstance(exc, GroupAuthorizationFailedError):
         what = f"consumer group {group!r} (the service's RUNSTREAM_*_GROUP)"
