@@ -10,9 +10,10 @@ of `--ranks` real training processes each (step times from 0.05 s to 1 s, each r
 stepping, heartbeats go on), `sigkill` (every rank SIGKILLed), `slow` (rank 2 at 40 % of the
 others' step rate from then on), `unheard` (world size 3; rank 2 is SIGKILLed before its first
 event, ranks 0 and 1 complete). Meanwhile it SIGKILLs and restarts persist, restarts PostgreSQL,
-stops the broker for 30 s and restarts the watchdog. It reads the watchdog's verdicts from the
-topic and listens on the stack's Alertmanager webhook (StackConfig.webhook_port), then prints
-a confusion table: per run what was injected, what the watchdog said and how fast, and alerts.
+stops the broker for 30 s and restarts the watchdog. It reads the watchdog's verdicts from their
+topic (RUNSTREAM_VERDICT_TOPIC) and listens on the stack's Alertmanager webhook
+(StackConfig.webhook_port), then prints a confusion table: per run what was injected, what the
+watchdog said and how fast, and alerts.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ async def start_ranks(run: SoakRun, until: float) -> None:
 async def watch_verdicts(runs: dict[str, SoakRun], stop: asyncio.Event) -> None:
     """Record each watchdog verdict about a soak run with the time it reached the topic."""
     settings = Settings()
-    consumer = AIOKafkaConsumer(settings.topic, **settings.kafka().client_options())
+    consumer = AIOKafkaConsumer(settings.verdict_topic, **settings.kafka().client_options())
     await consumer.start()
     codec = default_codec()
     try:

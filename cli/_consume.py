@@ -112,7 +112,9 @@ def export_command(address_file: AddressFile = None) -> None:
 
 @app.command("watchdog")
 def watchdog_command(address_file: AddressFile = None) -> None:
-    """Mark runs stalled or lost and ranks straggling (group runstream-watchdog), on the topic."""
+    """Mark runs stalled or lost and ranks straggling (group runstream-watchdog), on the verdict
+    topic.
+    """
     from runstream.consumers import LoopOptions, RunWatchdog, WatchPolicy  # noqa: PLC0415
 
     settings = Settings()

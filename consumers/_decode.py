@@ -4,6 +4,11 @@ A record becomes an event when the codec decodes it and the rules accept it; any
 a `DeadLetter` carrying the codec's reason (bad_magic, unknown_fingerprint, truncated,
 trailing_bytes, bad_name, bad_step, …), or `empty` for a record without a value and `undecodable`
 for a failure the codec did not foresee. Decoding never raises, so no record can stop a partition.
+
+Where a record came from is part of the check: a watchdog verdict (`Status` from the watchdog,
+`RankStraggling`) is trusted only from the verdict topic, which only the watchdog may write. One
+on any other topic (a trainer's credentials suffice to write the events topic) is the dead letter
+`verdict_off_its_topic`, and anything on the verdict topic that is not a verdict is `not_a_verdict`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runstream._errors import DecodeError
+from runstream.consumers._runstate import from_watchdog
 from runstream.schemas import EventCodec, kinds
 
 Event = dict[str, Any]
@@ -75,6 +81,11 @@ class DecodedBatch:
     kinds: collections.Counter[str] = field(default_factory=collections.Counter)
     last_offset: int = -1
 
+    @property
+    def offsets(self) -> list[int]:
+        """Each event's offset in its partition."""
+        return [record.offset for record in self.sources]
+
 
 def decode_record(codec: EventCodec, record: KafkaRecord) -> Event | DeadLetter:
     """The event in `record`, or the dead letter it becomes."""
@@ -89,11 +100,18 @@ def decode_record(codec: EventCodec, record: KafkaRecord) -> Event | DeadLetter:
     return event
 
 
-def decode_batch(codec: EventCodec, records: Sequence[KafkaRecord]) -> DecodedBatch:
-    """Decode one partition's records, keeping topic order."""
+def decode_batch(
+    codec: EventCodec, records: Sequence[KafkaRecord], *, verdict_topic: str | None = None
+) -> DecodedBatch:
+    """Decode one partition's records, keeping topic order.
+
+    With `verdict_topic`, a verdict anywhere else, or anything else there, is a dead letter.
+    """
     batch = DecodedBatch()
     for record in records:
         decoded = decode_record(codec, record)
+        if verdict_topic is not None and not isinstance(decoded, DeadLetter):
+            decoded = _placed(decoded, record, verdict_topic)
         if isinstance(decoded, DeadLetter):
             batch.dead.append(decoded)
         else:
@@ -102,6 +120,18 @@ def decode_batch(codec: EventCodec, records: Sequence[KafkaRecord]) -> DecodedBa
             batch.kinds[kinds.short_kind(decoded["body"][0])] += 1
         batch.last_offset = max(batch.last_offset, record.offset)
     return batch
+
+
+def _placed(event: Event, record: KafkaRecord, verdict_topic: str) -> Event | DeadLetter:
+    """`event`, or a dead letter when it is a verdict off the verdict topic or the reverse."""
+    verdict = from_watchdog(*event["body"])
+    if verdict and record.topic != verdict_topic:
+        detail = f"watchdog verdicts are trusted only on {verdict_topic!r}"
+        return dead_letter(record, "verdict_off_its_topic", detail)
+    if not verdict and record.topic == verdict_topic:
+        detail = f"{event['body'][0]} is not a watchdog verdict"
+        return dead_letter(record, "not_a_verdict", detail)
+    return event
 
 
 def dead_letter(record: KafkaRecord, reason: str, detail: str) -> DeadLetter:

@@ -53,7 +53,7 @@ class ExportSink:
 
     async def write(self, batch: DecodedBatch) -> None:
         """Apply the batch's events; dead letters are only counted (persist sends them)."""
-        self._live.apply(batch.events)
+        self._live.apply(batch.events, batch.offsets)
 
 
 class ExportService:

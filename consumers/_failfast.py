@@ -68,7 +68,9 @@ def refused_right(
 ) -> ServiceMisconfigured | None:
     """The error for a Kafka authorization failure (`exc`), or None if `exc` is not one."""
     user = repr(kafka.sasl_username) if kafka.sasl_username else "the anonymous user"
-    if isinstance(exc, TopicAuthorizationFailedError):
+    if isinstance(exc, TopicAuthorizationFailedError) and kafka.verdict_topic in str(exc):
+        what = f"topic {kafka.verdict_topic!r} (RUNSTREAM_VERDICT_TOPIC)"
+    elif isinstance(exc, TopicAuthorizationFailedError):
         what = f"topic {kafka.topic!r} (RUNSTREAM_TOPIC)"
     elif isinstance(exc, GroupAuthorizationFailedError):
         what = f"consumer group {group!r} (the service's RUNSTREAM_*_GROUP)"
@@ -91,15 +93,21 @@ def missing_topic(kafka: KafkaConfig, topic: str, setting: str) -> ServiceMiscon
     )
 
 
-async def check_topic(consumer: Any, kafka: KafkaConfig, *, within: float = 3.0) -> None:
-    """Raise `missing_topic` unless the brokers know `kafka.topic` within `within` seconds."""
+async def check_topic(
+    consumer: Any, kafka: KafkaConfig, *, verdicts: bool = False, within: float = 3.0
+) -> None:
+    """Raise `missing_topic` unless the brokers know `kafka.topic` (`kafka.verdict_topic` with
+    `verdicts`) within `within` seconds.
+    """
+    wanted = kafka.verdict_topic if verdicts else kafka.topic
     topics: set[str] = set()
     deadline = asyncio.get_running_loop().time() + within
     while True:
         with contextlib.suppress(KafkaError, TimeoutError):
             topics = await asyncio.wait_for(consumer.topics(), within)
-        if kafka.topic in topics or asyncio.get_running_loop().time() > deadline:
+        if wanted in topics or asyncio.get_running_loop().time() > deadline:
             break
         await asyncio.sleep(0.5)
-    if kafka.topic not in topics:
-        raise missing_topic(kafka, kafka.topic, "RUNSTREAM_TOPIC")
+    if wanted not in topics:
+        setting = "RUNSTREAM_VERDICT_TOPIC" if verdicts else "RUNSTREAM_TOPIC"
+        raise missing_topic(kafka, wanted, setting)

@@ -13,13 +13,13 @@ replaced whole, so a scrape never takes a lock the loop would wait on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runstream.consumers._labels import aggregate_labels, metric_labels
-from runstream.consumers._runstate import RunState
+from runstream.consumers._runstate import RunState, with_offsets
 from runstream.schemas import kinds
 
 Event = dict[str, Any]
@@ -56,9 +56,9 @@ class LiveRun:
             return
         by_rank[rank] = latest
 
-    def apply(self, event: Event) -> None:
-        """Fold one event of this run."""
-        self.state.apply(event)
+    def apply(self, event: Event, offset: int | None = None) -> None:
+        """Fold one event of this run (at `offset` of its topic, when known)."""
+        self.state.apply(event, offset)
         kind, body = event["body"]
         if kind == kinds.METRICS:
             self._values(event, body)
@@ -77,14 +77,14 @@ class LiveRuns:
         self.idle_ttl = timedelta(seconds=idle_ttl)
         self.runs: dict[str, LiveRun] = {}
 
-    def apply(self, events: Iterable[Event]) -> None:
-        """Fold events (topic order); unknown runs are created."""
+    def apply(self, events: Sequence[Event], offsets: Sequence[int] | None = None) -> None:
+        """Fold events (topic order, at `offsets` when known); unknown runs are created."""
         runs = self.runs
-        for event in events:
+        for event, offset in with_offsets(events, offsets):
             run = runs.get(event["run_id"])
             if run is None:
                 run = runs[event["run_id"]] = LiveRun(RunState.first_seen(event))
-            run.apply(event)
+            run.apply(event, offset)
 
     def load(self, states: dict[str, RunState], latest: Sequence[Sequence[Any]]) -> None:
         """Start from a snapshot: run states and `(run_id, name, rank, value, step, time)` rows."""

@@ -1,7 +1,11 @@
 """`ConsumeLoop`: the consume → write → commit cycle that persist and export share.
 
-- A consumer group with auto-commit off. `getmany` returns records per partition; each partition's
-  records are decoded into one `DecodedBatch` and handed to the sink (persist: one transaction).
+- A consumer group with auto-commit off, on the events topic and (persist, export) the verdict
+  topic. Both have as many partitions and are keyed by run id, and the group assigns by range, so
+  partition p of both goes to the same consumer: a run's verdicts reach the consumer of its
+  events. `getmany` returns records per partition; each partition's records are decoded into one
+  `DecodedBatch` (with the offset of each event) and handed to the sink (persist: one
+  transaction).
 - Offsets are committed only after the sink returned, and only for partitions still assigned; on a
   revocation the listener commits what was already written for the partitions leaving. An `owner`
   (the exporter) is told the partitions it has after every assignment. (aiokafka's rebalances are
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError
 
 from runstream._config import EXPORT_GROUP, PERSIST_GROUP, WATCHDOG_GROUP, KafkaConfig
@@ -63,16 +68,20 @@ class LoopOptions:
     commit_interval: float = 1.0
     client_id: str = "runstream"
     auto_offset_reset: str = "earliest"
+    verdicts: bool = False
+    """Consume the verdict topic too (persist and export; the watchdog keeps its own)."""
 
     @classmethod
     def persist(cls, group_id: str = PERSIST_GROUP) -> LoopOptions:
         """The persist service's: offsets committed at most every second."""
-        return cls(group_id=group_id, client_id="runstream-persist")
+        return cls(group_id=group_id, client_id="runstream-persist", verdicts=True)
 
     @classmethod
     def export(cls, group_id: str = EXPORT_GROUP) -> LoopOptions:
         """The export service's: it rebuilds from PostgreSQL on start, so it commits rarely."""
-        return cls(group_id=group_id, client_id="runstream-export", commit_interval=5.0)
+        return cls(
+            group_id=group_id, client_id="runstream-export", commit_interval=5.0, verdicts=True
+        )
 
     @classmethod
     def watchdog(cls, group_id: str = WATCHDOG_GROUP) -> LoopOptions:
@@ -170,15 +179,23 @@ class ConsumeLoop:
             enable_auto_commit=False,
             auto_offset_reset=self.options.auto_offset_reset,
             max_poll_records=self.options.max_records,
+            partition_assignment_strategy=(RangePartitionAssignor,),
             **self.kafka.client_options(),
         )
         try:
             await self._timed(self._consumer.start(), "consumer start")
             await check_topic(self._consumer, self.kafka)  # before subscribing, which would wait
-            self._consumer.subscribe([self.kafka.topic], listener=_Assignment(self))
+            if self.options.verdicts:
+                await check_topic(self._consumer, self.kafka, verdicts=True)
+            self._consumer.subscribe(self.topics, listener=_Assignment(self))
         except BaseException:
             await asyncio.shield(self._consumer.stop())
             raise
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics this loop consumes."""
+        return [self.kafka.topic] + ([self.kafka.verdict_topic] if self.options.verdicts else [])
 
     async def _raise_if_fatal(self, exc: BaseException) -> None:
         """Raise `ServiceMisconfigured` if `exc` is a refused login or right (retrying is vain)."""
@@ -247,7 +264,7 @@ class ConsumeLoop:
         for tp, batch_records in records.items():
             if tp not in self._assigned or not batch_records:
                 continue
-            batch = decode_batch(self._codec, batch_records)
+            batch = decode_batch(self._codec, batch_records, verdict_topic=self.kafka.verdict_topic)
             if not await self._deliver(tp, batch, stop):
                 if stop.is_set():
                     return

@@ -40,7 +40,7 @@ class PersistSink:
         if batch.events:
             try:
                 async with self._database.connection() as conn:
-                    await self._store.write(conn, batch.events)
+                    await self._store.write(conn, batch.events, batch.offsets)
             except RejectedByDatabase as exc:
                 log.warning("PostgreSQL refused a batch (%s); writing it event by event", exc)
                 rejected = await self._write_each(batch)
@@ -52,7 +52,7 @@ class PersistSink:
         for event, record in zip(batch.events, batch.sources, strict=True):
             try:
                 async with self._database.connection() as conn:
-                    await self._store.write(conn, [event])
+                    await self._store.write(conn, [event], [record.offset])
             except RejectedByDatabase as exc:
                 rejected.append(dead_letter(record, "db_rejected", str(exc)))
         return rejected

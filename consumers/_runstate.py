@@ -22,16 +22,25 @@ judges it, so all three agree. The rules:
   rank canceled (and none failed), `completed` once every rank 0..world_size-1 completed.
 - `Status` from the run or its launcher sets the run's status as given: authoritative (a launcher's
   `failed` with an exit code wins, and a rank's `RankFinished` arriving after a launcher's final
-  status leaves it as it is). `Status` from the watchdog (stalled, lost, running) never overrides a
-  terminal status. `status_source` records who set the current status. A `Status` stamped before
-  the end of a finished run (a late duplicate, a resend from a producer thrown away during an
-  outage) leaves it as it is: an event's time, set once at the producer, decides, not its place
-  in the topic.
+  status leaves it as it is). `Status` from the watchdog (stalled, lost) never overrides a
+  terminal status, nor what the run said after the watchdog judged (below). `status_source`
+  records who set the current status. A `Status` stamped before the end of a finished run (a late
+  duplicate, a resend from a producer thrown away during an outage) leaves it as it is: an event's
+  time, set once at the producer, decides, not its place in the topic.
 - A `lost` run returns to `running` when the rank the verdict named speaks again (any rank once
   the state forgot which, e.g. after a reload from the database); a `stalled` run
   when it progresses again (a heartbeat alone is what `stalled` means, and would make it flap).
 - `RankStraggling` (from the watchdog) sets the rank's straggling flag; watchdog events are not
   heartbeats of the run.
+- Verdicts travel on a topic of their own, so a verdict and the run's events are ordered by
+  offsets. A verdict carries `judged_through`: the last offset of the run's events partition the
+  watchdog had read when it judged. Each rank remembers the offset of its latest event
+  (`heard_offset`) and latest progress (`progress_offset`). A `lost` verdict whose rank was heard
+  after `judged_through`, or a `stalled` verdict after which some rank progressed, is overtaken and
+  changes nothing. An applied verdict remembers its `judged_through` (`verdict_offset`), and only
+  the run's events after it take it back: one the watchdog had already seen when it judged (a
+  consumer behind the watchdog folds it later) leaves the verdict standing. Events folded without
+  an offset, and verdicts without `judged_through`, follow the rules above alone.
 - `Params` and `Tags` merge into the run's.
 
 Redelivered or replayed events fold to the same state: times only move forward, progress needs a
@@ -41,6 +50,7 @@ that none older than a finished run's end reopens or changes it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -68,10 +78,13 @@ class RankState:
     finished_at: datetime | None = None
     exit_code: int | None = None
     reason: str | None = None
+    heard_offset: int | None = None
+    progress_offset: int | None = None
 
-    def heard(self, time: datetime) -> None:
-        """The rank said something at `time`."""
+    def heard(self, time: datetime, offset: int | None = None) -> None:
+        """The rank said something at `time` (at `offset` of the events topic, when known)."""
         self.last_heartbeat_at = _later(self.last_heartbeat_at, time)
+        self.heard_offset = _higher(self.heard_offset, offset)
 
     def stepped(self, step: int | None, time: datetime) -> bool:
         """A step was reported; return whether it is progress (above the last step)."""
@@ -115,6 +128,7 @@ class RunState:
     ranks: dict[int, RankState] = field(default_factory=dict)
     announced_at: datetime | None = None
     lost_rank: int | None = None
+    verdict_offset: int | None = None
 
     @classmethod
     def first_seen(cls, event: Event) -> RunState:
@@ -154,28 +168,51 @@ class RunState:
             state = self.ranks[rank] = RankState(self.run_id, rank)
         return state
 
-    def apply(self, event: Event) -> None:
-        """Fold one event of this run into the state (the rules in the module docstring)."""
+    def apply(self, event: Event, offset: int | None = None) -> None:
+        """Fold one event of this run into the state (the rules in the module docstring).
+
+        `offset`: where the event sits on the events topic, when known (never a verdict's).
+        """
         kind, body = event["body"]
         if self.announced_at is None or kind == kinds.RUN_STARTED:
             self.world_size = max(self.world_size, event["world_size"])
-        if not from_watchdog(kind, body):
-            self._heard(event, kind, body)
+        if from_watchdog(kind, body):
+            offset = None
+        else:
+            self._heard(event, kind, body, offset)
         handler = _HANDLERS.get(kind)
         if handler is not None:
-            getattr(self, handler)(event, body)
+            getattr(self, handler)(event, body, offset)
 
-    def _heard(self, event: Event, kind: str, body: dict[str, Any]) -> None:
+    def _heard(self, event: Event, kind: str, body: dict[str, Any], offset: int | None) -> None:
         rank = self.rank(event["rank"])
-        rank.heard(event["time"])
+        rank.heard(event["time"], offset)
         progress = False
         if kind == kinds.METRICS:
             progress = rank.stepped(body["step"], event["time"])
         elif kind == kinds.HEARTBEAT:
             progress = self._heartbeat(rank, event["time"], body)
+        if progress:
+            rank.progress_offset = _higher(rank.progress_offset, offset)
+        if not self._after_verdict(offset):
+            return  # the watchdog had seen it when it judged
         named = self.status == "lost" and self.lost_rank in (None, rank.rank)
         if named or (self.status == "stalled" and progress):
             self._set_status("running", None, "run")
+
+    def _after_verdict(self, offset: int | None) -> bool:
+        """Whether an event at `offset` came after the current verdict was judged (or unknown)."""
+        return offset is None or self.verdict_offset is None or offset > self.verdict_offset
+
+    def _overtaken(self, state: str, rank: int, judged_through: int | None) -> bool:
+        """Whether the run said, after `judged_through`, what takes a `state` verdict back."""
+        if judged_through is None:
+            return False
+        if state == "lost":
+            heard = self.ranks[rank].heard_offset if rank in self.ranks else None
+            return heard is not None and heard > judged_through
+        progressed = (r.progress_offset for r in self.ranks.values())
+        return any(offset is not None and offset > judged_through for offset in progressed)
 
     def _heartbeat(self, rank: RankState, time: datetime, body: dict[str, Any]) -> bool:
         progress = rank.stepped(body.get("step"), time)
@@ -188,7 +225,7 @@ class RunState:
 
     def _set_status(self, status: str, reason: str | None, source: str | None = None) -> None:
         self.status, self.status_reason, self.status_source = status, reason, source
-        self.lost_rank = None
+        self.lost_rank = self.verdict_offset = None
 
     def _end(
         self, status: str, time: datetime, reason: str | None, exit_code: int | None, source: str
@@ -200,7 +237,7 @@ class RunState:
         if status == "failed":
             self.error = reason
 
-    def _started(self, event: Event, body: dict[str, Any]) -> None:
+    def _started(self, event: Event, body: dict[str, Any], offset: int | None) -> None:
         time = event["time"]
         announcer = self.ranks.get(event["rank"])
         resumed = (
@@ -214,7 +251,7 @@ class RunState:
                 rank.reopen()
             self.ended_at = self.error = self.exit_code = None
             self.started_at = self.command = None
-        if not self.terminal or resumed:
+        if resumed or (not self.terminal and self._after_verdict(offset)):
             self._set_status("running", None, "run")
         self._resize(event["world_size"])
         self.announced_at = time
@@ -234,22 +271,28 @@ class RunState:
         for gone in [n for n in self.ranks if n >= world_size]:
             del self.ranks[gone]
 
-    def _status(self, event: Event, body: dict[str, Any]) -> None:
+    def _status(self, event: Event, body: dict[str, Any], offset: int | None) -> None:
         state, reason, source = body["state"], body.get("reason"), body.get("source", "run")
         if self.terminal and self.ended_at is not None and event["time"] < self.ended_at:
             return  # older than the verdict it would overturn: a late duplicate, a stale producer
         if source == "watchdog":
-            if not self.terminal:
-                self._set_status(state, reason, source)
-                if state == "lost":
-                    self.lost_rank = event["rank"]
+            self._verdict(state, reason, event["rank"], body.get("judged_through"))
         elif state in kinds.TERMINAL_STATES:
             self._end(state, event["time"], reason, body.get("exit_code"), source)
-        else:
+        elif self._after_verdict(offset):
             self._set_status(state, reason, source)
             self.ended_at = None
 
-    def _rank_finished(self, event: Event, body: dict[str, Any]) -> None:
+    def _verdict(self, state: str, reason: str | None, rank: int, judged: int | None) -> None:
+        """A watchdog `Status`: never over a terminal status nor what the run said after it."""
+        if self.terminal or self._overtaken(state, rank, judged):
+            return
+        self._set_status(state, reason, "watchdog")
+        self.verdict_offset = judged
+        if state == "lost":
+            self.lost_rank = rank
+
+    def _rank_finished(self, event: Event, body: dict[str, Any], _offset: int | None) -> None:
         state = body["state"]
         if state not in FINISHED_RANK_STATES:
             return
@@ -274,13 +317,13 @@ class RunState:
         )
         return "completed" if everyone and not self.terminal else None
 
-    def _straggling(self, event: Event, body: dict[str, Any]) -> None:
+    def _straggling(self, event: Event, body: dict[str, Any], _offset: int | None) -> None:
         self.rank(event["rank"]).straggling = bool(body["straggling"])
 
-    def _params(self, _event: Event, body: dict[str, Any]) -> None:
+    def _params(self, _event: Event, body: dict[str, Any], _offset: int | None) -> None:
         self.params.update(body["params"])
 
-    def _tags(self, _event: Event, body: dict[str, Any]) -> None:
+    def _tags(self, _event: Event, body: dict[str, Any], _offset: int | None) -> None:
         self.tags.update(body["tags"])
 
 
@@ -301,8 +344,23 @@ _HANDLERS = {
 }
 
 
+def with_offsets(
+    events: Sequence[Event], offsets: Sequence[int] | None
+) -> Iterator[tuple[Event, int | None]]:
+    """Each event with its offset on the events topic (None for every one when not known)."""
+    if offsets is None:
+        return ((event, None) for event in events)
+    return zip(events, offsets, strict=True)
+
+
 def _later(current: datetime | None, time: datetime) -> datetime:
     return time if current is None or time > current else current
+
+
+def _higher(current: int | None, offset: int | None) -> int | None:
+    if offset is None:
+        return current
+    return offset if current is None or offset > current else current
 
 
 def _newest(times: Any) -> datetime | None:

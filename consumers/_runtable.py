@@ -21,20 +21,22 @@ RUN_COLUMNS = (
     "run_id", "experiment", "name", "status", "status_reason", "status_source", "started_at",
     "ended_at",
     "world_size", "params", "tags", "host", "pid", "command", "git_commit", "last_heartbeat_at",
-    "last_progress_at", "last_step", "expect_next_in", "error", "exit_code",
+    "last_progress_at", "last_step", "expect_next_in", "error", "exit_code", "verdict_offset",
 )  # fmt: skip
 RUN_TYPES = (
     "text", "text", "text", "text", "text", "text", "timestamptz", "timestamptz",
     "int4", "jsonb", "jsonb", "text", "int4", "text", "text", "timestamptz",
-    "timestamptz", "int8", "float8", "text", "int4",
+    "timestamptz", "int8", "float8", "text", "int4", "int8",
 )  # fmt: skip
 RANK_COLUMNS = (
     "run_id", "rank", "status", "host", "pid", "last_heartbeat_at", "last_progress_at",
     "last_step", "expect_next_in", "straggling", "finished_at", "exit_code", "reason",
+    "heard_offset", "progress_offset",
 )  # fmt: skip
 RANK_TYPES = (
     "text", "int4", "text", "text", "int4", "timestamptz", "timestamptz",
     "int8", "float8", "bool", "timestamptz", "int4", "text",
+    "int8", "int8",
 )  # fmt: skip
 _RUN_FIELDS = [c for c in RUN_COLUMNS if c not in ("params", "tags")]
 _DERIVED = ("last_heartbeat_at", "last_progress_at", "last_step")

@@ -11,22 +11,24 @@
   speak: the pipeline's own delays never become a run's.
 
 Runs are folded by the same rules as persist's and export's (`_runstate.py`), the watchdog's own
-verdicts included, as they come back on the topic. A restart rebuilds them from PostgreSQL (what
-persist wrote) and counts every rank as heard at that moment; the topic then continues from the
-group's committed offsets.
+verdicts included: it does not read the verdict topic, and applies each verdict itself once Kafka
+has acknowledged it (`settle`). Each partition's sight also knows the last offset the watchdog
+has read there (`read_through`), which every verdict carries as `judged_through`. A restart
+rebuilds the runs from PostgreSQL (what persist wrote) and counts every rank as heard at that
+moment; the topic then continues from the group's committed offsets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import TopicPartition
 from aiokafka.partitioner import murmur2
 
 from runstream.consumers._loop import FetchProgress
-from runstream.consumers._runstate import Event, RunState
+from runstream.consumers._runstate import Event, RunState, with_offsets
 from runstream.consumers._steprates import StepRates
 from runstream.consumers._verdicts import (
     Straggler,
@@ -49,6 +51,12 @@ class PartitionSight:
     highwater: int | None = None
     seen_at: float | None = None
     blind_now: bool = True
+    read_through: int | None = None
+
+    def read(self, offset: int) -> None:
+        """Everything up to `offset` of the partition is folded."""
+        if self.read_through is None or offset > self.read_through:
+            self.read_through = offset
 
     def visible(self, now: float) -> float:
         """The clock minus the blind time."""
@@ -70,6 +78,8 @@ class PartitionSight:
         self.blind_now = not fresh
         self.checked_at = now
         self.highwater = progress.highwater
+        if progress.position is not None and progress.position > 0:
+            self.read(progress.position - 1)
 
 
 def stamp(seconds: float) -> datetime:
@@ -106,17 +116,37 @@ class WatchedRuns:
             found = self.sights[tp] = PartitionSight(self.stale_after)
         return found
 
-    def fold(self, tp: TopicPartition, events: Iterable[Event], now: float) -> None:
-        """Apply one partition's batch, each event stamped with the partition's visible time."""
-        received = stamp(self.sight(tp).visible(now))
+    def fold(
+        self,
+        tp: TopicPartition,
+        events: Sequence[Event],
+        now: float,
+        offsets: Sequence[int] | None = None,
+    ) -> None:
+        """Apply one partition's batch (at `offsets`, when known), each event stamped with the
+        partition's visible time.
+        """
+        sight = self.sight(tp)
+        received = stamp(sight.visible(now))
         runs = self.runs
-        for event in events:
+        for event, offset in with_offsets(events, offsets):
             event["time"] = received
             run = runs.get(event["run_id"])
             if run is None:
                 run = runs[event["run_id"]] = RunState.first_seen(event)
                 self._partition_of[run.run_id] = tp
-            run.apply(event)
+            run.apply(event, offset)
+            if offset is not None:
+                sight.read(offset)
+
+    def settle(self, verdicts: Iterable[Event]) -> None:
+        """Apply the watchdog's own verdicts, acknowledged by Kafka, to the runs still known
+        (by the fold rules: one the run overtook meanwhile changes nothing).
+        """
+        for event in verdicts:
+            run = self.runs.get(event["run_id"])
+            if run is not None:
+                run.apply(event)
 
     def observe(
         self, progress: Mapping[TopicPartition, FetchProgress], now: float, wall: float
@@ -159,7 +189,11 @@ class WatchedRuns:
             visible = sight.visible(now)
             rates = self._sample(run, visible)
             at = stamp(visible)
-            found.extend(self._steady(run_id, judge(run, at, self.policy, rates), visible))
+            judged = [
+                replace(v, judged_through=sight.read_through)
+                for v in judge(run, at, self.policy, rates)
+            ]
+            found.extend(self._steady(run_id, judged, visible))
             ranks = expected_ranks(run, at)
             assessed.extend((run, s) for s in assess(ranks, self.policy, rates))
         self.assessed = tuple(assessed)

@@ -28,7 +28,7 @@ import asyncpg
 from runstream.consumers._database import Connection
 from runstream.consumers._latest import LATEST_COLUMNS, MERGE_LATEST, summarize, upsert_latest
 from runstream.consumers._rows import COLUMNS, HistoryRows, Row, as_arrays
-from runstream.consumers._runstate import RunState
+from runstream.consumers._runstate import RunState, with_offsets
 from runstream.consumers._runtable import (
     RUN_COLUMNS,
     claim_runs,
@@ -91,14 +91,18 @@ async def create_staging_tables(conn: asyncpg.Connection[asyncpg.Record]) -> Non
         )
 
 
-def fold_runs(known: dict[str, RunState], events: Sequence[Event]) -> dict[str, RunState]:
-    """Apply `events` (topic order) to the runs they belong to; unknown runs are created."""
+def fold_runs(
+    known: dict[str, RunState], events: Sequence[Event], offsets: Sequence[int] | None = None
+) -> dict[str, RunState]:
+    """Apply `events` (topic order, at `offsets` when known) to the runs they belong to; unknown
+    runs are created.
+    """
     touched: dict[str, RunState] = {}
-    for event in events:
+    for event, offset in with_offsets(events, offsets):
         run_id = event["run_id"]
         run = touched.get(run_id) or known.get(run_id) or RunState.first_seen(event)
         touched[run_id] = run
-        run.apply(event)
+        run.apply(event, offset)
     return touched
 
 
@@ -123,20 +127,30 @@ async def insert_staged(conn: Connection, table: str, rows: list[Row]) -> None:
 class EventStore:
     """Writes batches of events into PostgreSQL through an asyncpg connection."""
 
-    async def write(self, conn: Connection, events: Sequence[Event]) -> int:
-        """Write `events` in one transaction; return how many history rows were staged."""
+    async def write(
+        self, conn: Connection, events: Sequence[Event], offsets: Sequence[int] | None = None
+    ) -> int:
+        """Write `events` (at `offsets` of their topic, when known) in one transaction; return how
+        many history rows were staged.
+        """
         history = HistoryRows()
         for event in events:
             history.add(event)
         try:
-            await self._write(conn, events, history, fast=True)
+            await self._write(conn, events, offsets, history, fast=True)
         except _AlreadyStored:
-            await self._write(conn, events, history, fast=False)
+            await self._write(conn, events, offsets, history, fast=False)
         count: int = history.count()
         return count
 
     async def _write(
-        self, conn: Connection, events: Sequence[Event], history: HistoryRows, *, fast: bool
+        self,
+        conn: Connection,
+        events: Sequence[Event],
+        offsets: Sequence[int] | None,
+        history: HistoryRows,
+        *,
+        fast: bool,
     ) -> None:
         latest: list[list[Any]] = []
         async with conn.transaction():
@@ -148,6 +162,6 @@ class EventStore:
                     latest = summarize(rows)
                 else:
                     await insert_staged(conn, table, rows)
-            runs = fold_runs(known, events).values()
+            runs = fold_runs(known, events, offsets).values()
             arrays = [*as_arrays(latest, len(LATEST_COLUMNS)), *run_arrays(runs)]
             await conn.execute(WRITE_BACK, *arrays)

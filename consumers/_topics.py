@@ -1,5 +1,5 @@
-"""Kafka plumbing the services share: creating the event and dead-letter topics where the broker
-does not create them by itself, and starting an idempotent producer.
+"""Kafka plumbing the services share: creating the event, verdict and dead-letter topics where
+the broker does not create them by itself, and starting an idempotent producer.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ async def ensure_topics(
     min_insync: int = 1,
     within: float = 30.0,
 ) -> list[str]:
-    """Create `kafka.topic` (`partitions`) and `kafka.dlq_topic` (one partition) where missing,
-    each with `replication` replicas of which `min_insync` must acknowledge a write (acks=all).
+    """Create `kafka.topic` and `kafka.verdict_topic` (`partitions` each: a run's verdicts go to
+    the partition number of its events) and `kafka.dlq_topic` (one partition) where missing, each
+    with `replication` replicas of which `min_insync` must acknowledge a write (acks=all).
 
     Return the names created; existing topics are left as they are.
     """
@@ -44,6 +45,7 @@ async def ensure_topics(
     configs = {"min.insync.replicas": str(min_insync)}
     wanted = [
         NewTopic(kafka.topic, partitions, replication, topic_configs=configs),
+        NewTopic(kafka.verdict_topic, partitions, replication, topic_configs=configs),
         NewTopic(kafka.dlq_topic, 1, replication, topic_configs=configs),
     ]
     try:

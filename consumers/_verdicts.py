@@ -56,6 +56,8 @@ class Verdict:
     rank: int
     kind: str
     body: dict[str, Any]
+    judged_through: int | None = None
+    """The last offset of the run's events partition the watchdog had read when it judged."""
 
     @property
     def key(self) -> tuple[str, int, str]:

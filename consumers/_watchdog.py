@@ -9,11 +9,14 @@ problem, the watchdog says so on /metrics (`runstream_watchdog_blind_partitions`
 WatchdogBlind alert) and judges nothing it cannot see.
 
 Every `interval` seconds it judges each run of its partitions (`judge`) and produces its verdicts
-as `Status(source="watchdog")` and `RankStraggling` events onto the events topic, keyed by run id,
-so that persist and export apply them in order with the run's own events and PostgreSQL and
-Prometheus agree. Its events carry a producer session of its own (a uuid per process, seq from
-0). A verdict already sent is not repeated for `resend_after` seconds, which gives it time to come
-back on the topic. On start it rebuilds the live runs from PostgreSQL (read-only role) when it can,
+as `Status(source="watchdog")` and `RankStraggling` events onto the verdict topic (which only the
+watchdog may write), keyed by run id, so that a run's verdicts sit on the partition number of its
+events. Each carries `judged_through`, the last offset of that events partition the watchdog had
+read, by which persist and export order it against the run's own events (`_runstate.py`), so
+PostgreSQL and Prometheus agree. Its events carry a producer session of its own (a uuid per
+process, seq from 0). Once Kafka acknowledges a verdict, the watchdog applies it to its own state
+(it does not read the verdict topic). A verdict already sent is not repeated for `resend_after`
+seconds. On start it rebuilds the live runs from PostgreSQL (read-only role) when it can,
 then consumes from its group's committed offsets (a new group reads the retained topic).
 """
 
@@ -58,7 +61,7 @@ class WatchdogSink:
         if batch.sources:
             first = batch.sources[0]
             tp = TopicPartition(first.topic, first.partition)
-            self._runs.fold(tp, batch.events, self._clock())
+            self._runs.fold(tp, batch.events, self._clock(), batch.offsets)
 
 
 class RunWatchdog:
@@ -168,13 +171,15 @@ class RunWatchdog:
     async def _send(self, verdicts: Sequence[Verdict]) -> None:
         if not verdicts:
             return
-        topic = self.kafka.topic
+        topic = self.kafka.verdict_topic
+        encoded = [self._encode(v) for v in verdicts]
         messages: list[Message] = [
-            (topic, self._encode(v), v.run_id.encode(), []) for v in verdicts
+            (topic, data, v.run_id.encode(), []) for v, data in zip(verdicts, encoded, strict=True)
         ]
         errors = [e for e in await self._producer.send_all(messages, "verdicts") if e]
         if errors:
             raise TransportError(f"cannot send verdicts: {errors[0]!r}", retriable=True)
+        self.runs.settle(default_codec().decode(data) for data in encoded)
         moment = time.monotonic()
         for verdict in verdicts:
             self._sent[verdict.key] = (verdict.outcome, moment)
@@ -190,7 +195,7 @@ class RunWatchdog:
             producer_id=self._producer_id,
             seq=self._seq,
             kind=verdict.kind,
-            body=verdict.body,
+            body=verdict.body | {"judged_through": verdict.judged_through},
             time_us=int(self.clock() * 1_000_000),
         )
         self._seq += 1

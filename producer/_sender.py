@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
@@ -126,35 +126,31 @@ class KafkaSender:
 
     def failed(self, error: BaseException) -> None:
         """A shipment could not finish now: say why, and back off before the next producer."""
-        producer = self._producer
-        reason = self._missing_topic(producer) if producer is not None else None
-        self._failed(reason or error, "sending to Kafka failed; events wait in the spool")
+        self._failed(error, "sending to Kafka failed; events wait in the spool")
 
-    def _missing_topic(self, producer: AIOKafkaProducer) -> TransportError | None:
-        """The reason a send failed when the broker answers but has no such topic (a typo, or a
-        topic nobody created): aiokafka only times out on it.
+    async def _partitions(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
+        """The topic's partitions (at once when known); a topic the brokers lack is a
+        `TransportError` naming it within a few seconds (aiokafka would only wait on it).
         """
-        cluster = producer.client.cluster
-        topic = self.config.kafka.topic
-        if not cluster.brokers() or topic in cluster.topics():
-            return None
-        servers = self.config.kafka.bootstrap_servers
-        return TransportError(
-            f"topic {topic!r} does not exist on {servers}: create it (`runstream stack up` does) "
-            "or fix RUNSTREAM_TOPIC",
-            retriable=True,
-        )
+        wait = min(self.config.send_timeout, _METADATA_WAIT)
+        try:
+            known = await asyncio.wait_for(producer.partitions_for(topic), wait)
+        except (UnknownTopicOrPartitionError, TimeoutError) as exc:
+            servers = self.config.kafka.bootstrap_servers
+            raise TransportError(
+                f"topic {topic!r} does not exist on {servers} (or no broker there answers for "
+                "it): create it (`runstream stack up` does) or fix RUNSTREAM_TOPIC",
+                retriable=True,
+            ) from exc
+        return sorted(known)
 
     async def _send_batches(
         self, producer: AIOKafkaProducer, frames: list[Numbered], handed: list[_Batch]
     ) -> None:
         """Frames grouped into record batches per partition (key order kept within a partition)."""
         topic = self.config.kafka.topic
-        known = producer.client.cluster.partitions_for_topic(topic)
-        if not known:  # a topic the broker lacks is only waited for: give up early, `send` says why
-            wait = min(self.config.send_timeout, _METADATA_WAIT)
-            known = await asyncio.wait_for(producer.partitions_for(topic), wait)
-        for partition, items in self._by_partition(frames, sorted(known)).items():
+        partitions = await self._partitions(producer, topic)
+        for partition, items in self._by_partition(frames, partitions).items():
             batch, inside = producer.create_batch(), list[Numbered]()
             for numbered in items:
                 if not self._append(batch, numbered):

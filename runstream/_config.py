@@ -59,6 +59,8 @@ class KafkaConfig:
     bootstrap_servers: str = _local.BOOTSTRAP_SERVERS
     topic: str = _local.TOPIC
     dlq_topic: str = _local.DLQ_TOPIC
+    verdict_topic: str = _local.VERDICT_TOPIC
+    """The watchdog's verdicts: as many partitions as `topic`, keyed by run id, its alone."""
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None

@@ -19,6 +19,7 @@ WATCHDOG_HEALTH_ADDRESS = f"{HOST}:19102"
 BOOTSTRAP_SERVERS = f"{HOST}:{KAFKA_PORT}"
 TOPIC = "runstream.events"
 DLQ_TOPIC = "runstream.events.dlq"
+VERDICT_TOPIC = "runstream.verdicts"
 
 DATABASE = "runstream"
 ADMIN_ROLE = "runstream_admin"

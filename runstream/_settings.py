@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     bootstrap_servers: str = Field(_KAFKA.bootstrap_servers, description="Kafka bootstrap servers")
     topic: str = Field(_KAFKA.topic, description="Topic the events travel on")
     dlq_topic: str = Field(_KAFKA.dlq_topic, description="Dead-letter topic")
+    verdict_topic: str = Field(
+        _KAFKA.verdict_topic, description="Topic of the watchdog's verdicts (only it writes there)"
+    )
     kafka_security_protocol: str = Field(
         _KAFKA.security_protocol, description="PLAINTEXT, SSL, SASL_SSL…"
     )
@@ -163,6 +166,7 @@ class Settings(BaseSettings):
             bootstrap_servers=self.bootstrap_servers,
             topic=self.topic,
             dlq_topic=self.dlq_topic,
+            verdict_topic=self.verdict_topic,
             security_protocol=self.kafka_security_protocol,
             sasl_mechanism=self.kafka_sasl_mechanism,
             sasl_username=self.kafka_sasl_username,

@@ -105,17 +105,26 @@ class EventFactory:
         )
 
 
-async def produce(kafka: KafkaConfig, messages: Iterable[tuple[bytes | None, bytes]]) -> None:
-    """Send `(key, value)` messages to `kafka.topic` and wait until all are acknowledged."""
+async def produce(
+    kafka: KafkaConfig,
+    messages: Iterable[tuple[bytes | None, bytes]],
+    *,
+    topic: str | None = None,
+) -> list[int]:
+    """Send `(key, value)` messages to `topic` (`kafka.topic` by default) and wait until all are
+    acknowledged; return their offsets.
+    """
     producer = AIOKafkaProducer(
         acks="all", enable_idempotence=True, linger_ms=5, **kafka.client_options()
     )
     await producer.start()
     try:
-        futures = [await producer.send(kafka.topic, value, key=key) for key, value in messages]
-        await asyncio.gather(*futures)
+        to = topic or kafka.topic
+        futures = [await producer.send(to, value, key=key) for key, value in messages]
+        sent = await asyncio.gather(*futures)
     finally:
         await producer.stop()
+    return [metadata.offset for metadata in sent]
 
 
 async def read_topic(kafka: KafkaConfig, topic: str, *, count: int, within: float) -> list[Any]:
@@ -332,7 +341,12 @@ class Harness:
         """
         suffix = uuid.uuid4().hex[:10]
         topic = topic or f"runstream.test-{suffix}"
-        kafka = KafkaConfig(bootstrap_servers, topic=topic, dlq_topic=f"{topic}.dlq")
+        kafka = KafkaConfig(
+            bootstrap_servers,
+            topic=topic,
+            dlq_topic=f"{topic}.dlq",
+            verdict_topic=f"{topic}.verdicts",
+        )
         replication, min_insync = replicas
         await ensure_topics(
             kafka, partitions=partitions, replication=replication, min_insync=min_insync
@@ -350,7 +364,7 @@ class Harness:
             for process in harness.processes:
                 process.stop()
             await drop_database(admin_url, name)
-            await delete_topics(kafka, [kafka.dlq_topic])
+            await delete_topics(kafka, [kafka.dlq_topic, kafka.verdict_topic])
 
     def env(self, **extra: str) -> dict[str, str]:
         """`RUNSTREAM_*` variables pointing a service or a producer at this harness."""
@@ -358,6 +372,7 @@ class Harness:
             "RUNSTREAM_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
             "RUNSTREAM_TOPIC": self.kafka.topic,
             "RUNSTREAM_DLQ_TOPIC": self.kafka.dlq_topic,
+            "RUNSTREAM_VERDICT_TOPIC": self.kafka.verdict_topic,
             "RUNSTREAM_DATABASE_URL": self.database_url,
             "RUNSTREAM_DATABASE_READ_URL": self.read_url or self.database_url,
             "RUNSTREAM_PERSIST_GROUP": f"persist-{self.suffix}",

@@ -1,9 +1,12 @@
 """What each role may do on the secure stack's Kafka (KRaft's `StandardAuthorizer`).
 
     trainer   write and describe the events topic (nothing else: no reads, no DLQ, no topics)
-    persist   read the events topic (any consumer group), write the dead-letter topic
-    export    read the events topic (any consumer group), write the dead-letter topic
-    watchdog  read the events topic and write verdicts onto it, write the dead-letter topic
+    persist   read the events and verdict topics (any consumer group), write the dead-letter topic
+    export    read the events and verdict topics (any consumer group), write the dead-letter topic
+    watchdog  read the events topic, write the verdict topic (it alone), write the dead-letter topic
+
+So a trainer's credentials cannot forge a watchdog verdict: the consumers trust verdicts only from
+the verdict topic (one on the events topic is a dead letter).
 
 Only the stack's admin (a super user, as is the nodes' own certificate on the controller
 listener) creates or deletes topics. The ACLs are created by the first node's `configure`, over
@@ -32,27 +35,32 @@ Grant = tuple[str, int, str, int]
 """(role, resource type, resource name, operation)."""
 
 
-def grants(topic: str, dlq_topic: str) -> Iterator[Grant]:
-    """Every ACL of the secure stack, as (role, resource type, name, operation)."""
+def grants(kafka: KafkaConfig) -> Iterator[Grant]:
+    """Every ACL of the secure stack on `kafka`'s topics, as (role, resource type, name,
+    operation).
+    """
     for role in KAFKA_ROLE_USERS:
-        yield role, _TOPIC, topic, _DESCRIBE
-    for role in ("trainer", "watchdog"):
-        yield role, _TOPIC, topic, _WRITE
+        yield role, _TOPIC, kafka.topic, _DESCRIBE
+    yield "trainer", _TOPIC, kafka.topic, _WRITE
+    yield "watchdog", _TOPIC, kafka.verdict_topic, _WRITE
     for role in ("persist", "export", "watchdog"):
-        yield role, _TOPIC, topic, _READ
+        yield role, _TOPIC, kafka.topic, _READ
+        yield role, _TOPIC, kafka.verdict_topic, _DESCRIBE
         yield role, _GROUP, _ANY_GROUP, _READ
         yield role, _GROUP, _ANY_GROUP, _DESCRIBE
-        yield role, _TOPIC, dlq_topic, _WRITE
-        yield role, _TOPIC, dlq_topic, _DESCRIBE
+        yield role, _TOPIC, kafka.dlq_topic, _WRITE
+        yield role, _TOPIC, kafka.dlq_topic, _DESCRIBE
+    for role in ("persist", "export"):
+        yield role, _TOPIC, kafka.verdict_topic, _READ
 
 
 async def grant_roles(admin: KafkaConfig) -> None:
-    """Create every ACL of `grants` for `admin.topic` and `admin.dlq_topic`, as the admin."""
+    """Create every ACL of `grants` for `admin`'s topics, as the admin."""
     client = AIOKafkaClient(**admin.client_options())
     await client.bootstrap()
     try:
         node = client.get_random_node()
-        for role, kind, name, operation in grants(admin.topic, admin.dlq_topic):
+        for role, kind, name, operation in grants(admin):
             principal = f"User:{KAFKA_ROLE_USERS[role]}"
             request = CreateAclsRequest(kind, name, _LITERAL, principal, "*", operation, _ALLOW)
             response = await client.send(node, request)

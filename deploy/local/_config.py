@@ -92,6 +92,7 @@ class StackConfig:
     watchdog_health_address: str = _local.WATCHDOG_HEALTH_ADDRESS
     topic: str = _local.TOPIC
     dlq_topic: str = _local.DLQ_TOPIC
+    verdict_topic: str = _local.VERDICT_TOPIC
     secure: bool = False
     brokers: int | None = None
     broker_ports: tuple[tuple[int, int], ...] = ()
@@ -135,6 +136,7 @@ class StackConfig:
             watchdog_health_address=settings.watchdog_health_address,
             topic=settings.topic,
             dlq_topic=settings.dlq_topic,
+            verdict_topic=settings.verdict_topic,
             secure=settings.stack_secure,
             brokers=settings.stack_brokers,
         )
@@ -221,20 +223,24 @@ class StackConfig:
         see `_acls`), or as the broker's admin.
         """
         if not self.secure:
-            return KafkaConfig(
-                bootstrap_servers=self.bootstrap_servers, topic=self.topic, dlq_topic=self.dlq_topic
-            )
+            return KafkaConfig(**self._topics())
         secrets = self.secrets()
         return KafkaConfig(
-            bootstrap_servers=self.bootstrap_servers,
-            topic=self.topic,
-            dlq_topic=self.dlq_topic,
+            **self._topics(),
             security_protocol="SASL_SSL",
             sasl_mechanism="SCRAM-SHA-512",
             sasl_username=KAFKA_ADMIN_USER if admin else KAFKA_ROLE_USERS[role],
             sasl_password=secrets.kafka_admin if admin else secrets.kafka_password(role),
             ssl_cafile=str(self.secure_folder.ca),
         )
+
+    def _topics(self) -> dict[str, str]:
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "topic": self.topic,
+            "dlq_topic": self.dlq_topic,
+            "verdict_topic": self.verdict_topic,
+        }
 
     def endpoints(self) -> StackEndpoints:
         """Where the services answer once the stack is up."""
@@ -278,6 +284,7 @@ class StackConfig:
             "RUNSTREAM_BOOTSTRAP_SERVERS": points.bootstrap_servers,
             "RUNSTREAM_TOPIC": self.topic,
             "RUNSTREAM_DLQ_TOPIC": self.dlq_topic,
+            "RUNSTREAM_VERDICT_TOPIC": self.verdict_topic,
             "RUNSTREAM_DATABASE_URL": points.writer_url,
             "RUNSTREAM_DATABASE_READ_URL": points.reader_url,
             "RUNSTREAM_DATABASE_ADMIN_URL": points.admin_url,

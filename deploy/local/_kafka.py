@@ -126,10 +126,12 @@ class KafkaBroker(Service):
         return True
 
     async def configure(self) -> None:
-        """First node: create the events topic (8 partitions) and the DLQ (2) if missing."""
+        """First node: create the events and verdict topics (8 partitions each: a run's verdicts
+        sit on the partition number of its events) and the DLQ (2) if missing.
+        """
         if self.node.index:
             return
-        topics = {self.config.topic: 8, self.config.dlq_topic: 2}
+        topics = {self.config.topic: 8, self.config.verdict_topic: 8, self.config.dlq_topic: 2}
         replicas = (self.config.replication, self.config.min_insync_replicas)
         try:
             await self._wait_for_every_node()

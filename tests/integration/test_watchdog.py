@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
+from runstream.schemas import kinds
 from tests.harness import (
     EventFactory,
     Harness,
@@ -177,3 +178,55 @@ async def _wait(read: Callable[[], Awaitable[object]], expected: object, within:
         return await read() == expected
 
     return await wait_until(check, within=within)
+
+
+def stalled_verdict(run: EventFactory, judged_through: int) -> bytes:
+    """A `stalled` Status as the watchdog writes it, judged with the run's partition read up to
+    `judged_through`.
+    """
+    body = {"state": "stalled", "reason": "test", "exit_code": None, "source": "watchdog"}
+    return run.event(kinds.STATUS, body | {"judged_through": judged_through})
+
+
+async def test_a_verdict_judged_before_later_progress_does_not_leave_the_run_stalled(
+    harness: Harness,
+) -> None:
+    """The watchdog judged `stalled` having read the run's partition up to its step 1; step 2
+    came after. Persist and export must keep the run running; a verdict judged after step 2
+    still stalls it.
+    """
+    harness.service("persist").start()
+    url = harness.service("export").start().metrics_url()
+    run, watchdog = EventFactory(f"order-{harness.suffix}"), EventFactory(f"order-{harness.suffix}")
+    judged, later = (
+        await produce(
+            harness.kafka,
+            [(run.key, run.run_started())]
+            + [(run.key, run.metrics(step, {"x": 1.0})) for step in (1, 2)],
+        )
+    )[1:]
+    straggling = watchdog.event(
+        kinds.RANK_STRAGGLING,
+        {"straggling": True, "step": 2, "leader_step": 2, "judged_through": later},
+    )
+    verdicts = [(run.key, stalled_verdict(watchdog, judged)), (run.key, straggling)]
+    await produce(harness.kafka, verdicts, topic=harness.kafka.verdict_topic)
+    # The straggling flag comes after the stale verdict on the same partition: once it is in
+    # PostgreSQL, so is whatever the stale verdict did.
+    assert await _wait(lambda: _straggling(harness, run.run_id), [True], 30)
+    running = info_status(run.run_id, "running")
+    assert await harness.fetchval(f"SELECT status FROM runs WHERE run_id = '{run.run_id}'") == (
+        "running"
+    )
+    await shown(url, lambda page: rank_flagged(page, run.run_id) and running(page))
+
+    fresh = [(run.key, stalled_verdict(watchdog, later))]
+    await produce(harness.kafka, fresh, topic=harness.kafka.verdict_topic)
+    await status_within(harness, run.run_id, "stalled", within=30)
+    await shown(url, info_status(run.run_id, "stalled"))
+
+
+def rank_flagged(page: Samples, run_id: str) -> bool:
+    """Whether /metrics shows rank 0 of `run_id` straggling."""
+    flags = page.get("runstream_run_rank_straggling", [])
+    return any(labels["run_id"] == run_id and value == 1.0 for labels, value in flags)

@@ -58,9 +58,20 @@ BODIES: dict[str, dict[str, Any]] = {
     },
     kinds.LOG_RECORD: {"level": "INFO", "logger": "train", "message": "epoch 1 done"},
     kinds.HEARTBEAT: {"step": 12, "progress": True, "expect_next_in": 30.0},
-    kinds.STATUS: {"state": "failed", "reason": "OOM", "exit_code": 137, "source": "launcher"},
+    kinds.STATUS: {
+        "state": "failed",
+        "reason": "OOM",
+        "exit_code": 137,
+        "source": "launcher",
+        "judged_through": None,
+    },
     kinds.RANK_FINISHED: {"state": "completed", "reason": None, "exit_code": 0},
-    kinds.RANK_STRAGGLING: {"straggling": True, "step": 10, "leader_step": 500},
+    kinds.RANK_STRAGGLING: {
+        "straggling": True,
+        "step": 10,
+        "leader_step": 500,
+        "judged_through": None,
+    },
 }
 
 

@@ -107,3 +107,28 @@ def test_dead_letter_headers_name_reason_and_source() -> None:
         b"99",
     )
     assert len(headers["detail"]) == 1000
+
+
+STALLED = encode((kinds.STATUS, {"state": "stalled", "reason": "r", "source": "watchdog"}))
+STRAGGLING = encode((kinds.RANK_STRAGGLING, {"straggling": True, "step": 1, "leader_step": 900}))
+LAUNCHER = encode((kinds.STATUS, {"state": "failed", "reason": "r", "source": "launcher"}))
+
+
+def test_a_verdict_is_trusted_only_from_the_verdict_topic() -> None:
+    records = [
+        Record(STALLED, 1),
+        Record(STRAGGLING, 2),
+        Record(LAUNCHER, 3),
+        Record(STALLED, 4, topic="verdicts"),
+        Record(STRAGGLING, 5, topic="verdicts"),
+        Record(LAUNCHER, 6, topic="verdicts"),
+        Record(GOOD, 7, topic="verdicts"),
+    ]
+    batch = decode_batch(default_codec(), records, verdict_topic="verdicts")
+    assert batch.offsets == [3, 4, 5]
+    assert [(d.offset, d.reason) for d in batch.dead] == [
+        (1, "verdict_off_its_topic"),
+        (2, "verdict_off_its_topic"),
+        (6, "not_a_verdict"),
+        (7, "not_a_verdict"),
+    ]

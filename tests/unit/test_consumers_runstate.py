@@ -267,3 +267,70 @@ def test_a_lost_run_forgotten_by_whom_returns_when_any_rank_speaks() -> None:
     run.lost_rank = None  # as reloaded from the database
     run.apply(heartbeat(rank=1, world=2, at=6))
     assert run.status == "running"
+
+
+# -- verdicts against the run's own events, ordered by offsets of the run's partition ----------
+
+
+def verdict(state: str, judged_through: int | None, *, rank: int = 0) -> dict[str, Any]:
+    body = {"state": state, "reason": "w", "source": "watchdog", "judged_through": judged_through}
+    return event(kinds.STATUS, body, rank=rank, world=2)
+
+
+def fold_at(run: RunState, *events: tuple[dict[str, Any], int | None]) -> RunState:
+    for e, offset in events:
+        run.apply(e, offset)
+    return run
+
+
+def two_ranks() -> RunState:
+    run = RunState.first_seen(started(world=2))
+    return fold_at(run, (started(world=2), 10), (metrics(1, rank=1, world=2), 11))
+
+
+def test_a_stalled_verdict_judged_before_later_progress_is_overtaken() -> None:
+    run = fold_at(two_ranks(), (metrics(2, world=2), 12))
+    run.apply(verdict("stalled", judged_through=11))
+    assert (run.status, run.status_source) == ("running", "run")
+
+
+def test_a_stalled_verdict_stands_when_only_heartbeats_followed_it() -> None:
+    run = fold_at(two_ranks(), (heartbeat(world=2), 12))
+    run.apply(verdict("stalled", judged_through=11))
+    assert (run.status, run.status_source) == ("stalled", "watchdog")
+
+
+def test_a_lost_verdict_is_overtaken_only_by_its_own_rank() -> None:
+    other = fold_at(two_ranks(), (heartbeat(world=2), 12))
+    other.apply(verdict("lost", judged_through=11, rank=1))
+    assert other.status == "lost"
+    named = fold_at(two_ranks(), (heartbeat(rank=1, world=2), 12))
+    named.apply(verdict("lost", judged_through=11, rank=1))
+    assert named.status == "running"
+
+
+def test_events_the_watchdog_had_seen_do_not_take_its_verdict_back() -> None:
+    """A consumer behind the watchdog folds events older than the verdict after it."""
+    run = RunState.first_seen(started(world=2))
+    run.apply(verdict("stalled", judged_through=12))
+    fold_at(run, (started(world=2), 10), (metrics(1, world=2), 11), (metrics(2, world=2), 12))
+    assert run.status == "stalled"
+    fold_at(run, (metrics(3, world=2), 13))
+    assert (run.status, run.status_source) == ("running", "run")
+
+
+def test_a_lost_rank_heard_only_before_the_verdict_stays_lost() -> None:
+    run = RunState.first_seen(started(world=2))
+    run.apply(verdict("lost", judged_through=20, rank=1))
+    fold_at(run, (heartbeat(rank=1, world=2), 15))
+    assert run.status == "lost"
+    fold_at(run, (heartbeat(rank=1, world=2), 21))
+    assert run.status == "running"
+
+
+def test_a_verdict_without_offsets_follows_the_old_rules() -> None:
+    run = fold_at(two_ranks(), (metrics(2, world=2), 12))
+    run.apply(verdict("stalled", judged_through=None))
+    assert run.status == "stalled"
+    run.apply(metrics(3, world=2))
+    assert run.status == "running"

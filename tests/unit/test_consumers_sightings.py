@@ -112,3 +112,21 @@ def test_a_gap_that_lasts_less_than_the_hold_is_a_courier_catching_up_not_a_stra
         runs.fold(TP, [metrics(0, 50 * t), metrics(1, 50950)], t)
         straggling += [t for v in runs.verdicts(t) if v.outcome == "straggling"]
     assert straggling[:1] == [1027]
+
+
+def test_a_verdict_carries_the_last_offset_read_and_settles_unless_overtaken() -> None:
+    runs = WatchedRuns(POLICY, stale_after=3, finished_ttl=600)
+    runs.observe({TP: seen(1000, 8, 8)}, 1000, 1000)
+    runs.fold(TP, [heartbeat(), heartbeat()], 1000, [6, 7])
+    for t in range(1001, 1032):
+        runs.observe({TP: seen(t, 8, 8)}, t, t)
+    (lost,) = runs.verdicts(1032)
+    assert (lost.outcome, lost.judged_through) == ("lost", 7)
+    body = lost.body | {"judged_through": lost.judged_through}
+    verdict = heartbeat() | {"body": (kinds.STATUS, body)}
+
+    runs.fold(TP, [heartbeat()], 1032, [8])  # the rank spoke while the verdict was being sent
+    runs.settle([verdict])
+    assert runs.runs["r1"].status == "running"
+    runs.settle([verdict | {"body": (kinds.STATUS, body | {"judged_through": 8})}])
+    assert runs.runs["r1"].status == "lost"
