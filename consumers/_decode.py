@@ -11,12 +11,11 @@ from __future__ import annotations
 import collections
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from runstream._errors import DecodeError
-from runstream.schemas import EventCodec, kinds
+from runstream.schemas import EventCodec, EventRecord, kinds
 
-Event = dict[str, Any]
 DETAIL_MAX = 1000
 
 
@@ -69,19 +68,19 @@ class DeadLetter:
 class DecodedBatch:
     """One partition's records, decoded: events in topic order, their records, dead letters."""
 
-    events: list[Event] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
     sources: list[KafkaRecord] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     kinds: collections.Counter[str] = field(default_factory=collections.Counter)
     last_offset: int = -1
 
 
-def decode_record(codec: EventCodec, record: KafkaRecord) -> Event | DeadLetter:
+def decode_record(codec: EventCodec, record: KafkaRecord) -> EventRecord | DeadLetter:
     """The event in `record`, or the dead letter it becomes."""
     if record.value is None:
         return _dead(record, b"", "empty", "record has no value")
     try:
-        event: Event = codec.decode(record.value)
+        event = codec.decode(record.value)
     except DecodeError as exc:
         return _dead(record, record.value, exc.reason, exc.detail)
     except Exception as exc:  # a record must never stop its partition
@@ -99,7 +98,7 @@ def decode_batch(codec: EventCodec, records: Sequence[KafkaRecord]) -> DecodedBa
         else:
             batch.events.append(decoded)
             batch.sources.append(record)
-            batch.kinds[kinds.short_kind(decoded["body"][0])] += 1
+            batch.kinds[kinds.short_kind(decoded.kind)] += 1
         batch.last_offset = max(batch.last_offset, record.offset)
     return batch
 
