@@ -38,8 +38,7 @@ from runstream.consumers._runtable import (
     upsert_ranks,
     upsert_runs,
 )
-
-Event = dict[str, Any]
+from runstream.schemas import EventRecord
 
 STAGING_TABLES = tuple(COLUMNS)
 _RUNS_FROM = 1 + len(LATEST_COLUMNS)
@@ -91,11 +90,11 @@ async def create_staging_tables(conn: asyncpg.Connection[asyncpg.Record]) -> Non
         )
 
 
-def fold_runs(known: dict[str, RunState], events: Sequence[Event]) -> dict[str, RunState]:
+def fold_runs(known: dict[str, RunState], events: Sequence[EventRecord]) -> dict[str, RunState]:
     """Apply `events` (topic order) to the runs they belong to; unknown runs are created."""
     touched: dict[str, RunState] = {}
     for event in events:
-        run_id = event["run_id"]
+        run_id = event.run_id
         run = touched.get(run_id) or known.get(run_id) or RunState.first_seen(event)
         touched[run_id] = run
         run.apply(event)
@@ -123,7 +122,7 @@ async def insert_staged(conn: Connection, table: str, rows: list[Row]) -> None:
 class EventStore:
     """Writes batches of events into PostgreSQL through an asyncpg connection."""
 
-    async def write(self, conn: Connection, events: Sequence[Event]) -> int:
+    async def write(self, conn: Connection, events: Sequence[EventRecord]) -> int:
         """Write `events` in one transaction; return how many history rows were staged."""
         history = HistoryRows()
         for event in events:
@@ -136,12 +135,12 @@ class EventStore:
         return count
 
     async def _write(
-        self, conn: Connection, events: Sequence[Event], history: HistoryRows, *, fast: bool
+        self, conn: Connection, events: Sequence[EventRecord], history: HistoryRows, *, fast: bool
     ) -> None:
         latest: list[list[Any]] = []
         async with conn.transaction():
             await claim_runs(conn, events)
-            known = await lock_runs(conn, sorted({e["run_id"] for e in events}))
+            known = await lock_runs(conn, sorted({e.run_id for e in events}))
             for table, rows in history.non_empty().items():
                 if fast and table == "metrics":
                     await copy_new_metrics(conn, rows)
