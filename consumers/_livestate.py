@@ -19,9 +19,8 @@ from typing import Any
 
 from runstream.consumers._labels import metric_labels
 from runstream.consumers._runstate import RunState
-from runstream.schemas import kinds
+from runstream.schemas import EventRecord, Metrics
 
-Event = dict[str, Any]
 MetricKey = tuple[str, int]
 Latest = tuple[float, int, datetime]
 
@@ -42,22 +41,21 @@ class LiveRun:
             self.labels[key] = metric_labels(self.state.experiment, self.state.run_id, *key)
         self.metrics[key] = latest
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: EventRecord) -> None:
         """Fold one event of this run."""
         self.state.apply(event)
-        kind, body = event["body"]
-        if kind == kinds.METRICS:
-            self._values(event, body)
+        if isinstance(event.body, Metrics):
+            self._values(event, event.body)
 
-    def _values(self, event: Event, body: dict[str, Any]) -> None:
-        rank, step, time = event["rank"], body["step"], event["time"]
-        for item in body["values"]:
-            key = (item["name"], rank)
+    def _values(self, event: EventRecord, body: Metrics) -> None:
+        rank, step, time = event.rank, body.step, event.time
+        for name, value in body.values:
+            key = (name, rank)
             current = self.metrics.get(key)
             if current is None:
-                self.remember(key, (item["value"], step, time))
+                self.remember(key, (value, step, time))
             elif time >= current[2]:
-                self.metrics[key] = (item["value"], step, time)
+                self.metrics[key] = (value, step, time)
 
 
 class LiveRuns:
@@ -68,13 +66,13 @@ class LiveRuns:
         self.idle_ttl = timedelta(seconds=idle_ttl)
         self.runs: dict[str, LiveRun] = {}
 
-    def apply(self, events: Iterable[Event]) -> None:
+    def apply(self, events: Iterable[EventRecord]) -> None:
         """Fold events (topic order); unknown runs are created."""
         runs = self.runs
         for event in events:
-            run = runs.get(event["run_id"])
+            run = runs.get(event.run_id)
             if run is None:
-                run = runs[event["run_id"]] = LiveRun(RunState.first_seen(event))
+                run = runs[event.run_id] = LiveRun(RunState.first_seen(event))
             run.apply(event)
 
     def load(self, states: dict[str, RunState], latest: Sequence[Sequence[Any]]) -> None:
