@@ -19,14 +19,14 @@ group's committed offsets.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import TopicPartition
 from aiokafka.partitioner import murmur2
 
 from runstream.consumers._loop import FetchProgress
-from runstream.consumers._runstate import Event, RunState
+from runstream.consumers._runstate import RunState
 from runstream.consumers._steprates import StepRates
 from runstream.consumers._verdicts import (
     Straggler,
@@ -36,7 +36,7 @@ from runstream.consumers._verdicts import (
     expected_ranks,
     judge,
 )
-from runstream.schemas import kinds
+from runstream.schemas import EventRecord, RankStraggling, micros
 
 
 @dataclass(slots=True)
@@ -106,15 +106,15 @@ class WatchedRuns:
             found = self.sights[tp] = PartitionSight(self.stale_after)
         return found
 
-    def fold(self, tp: TopicPartition, events: Iterable[Event], now: float) -> None:
+    def fold(self, tp: TopicPartition, events: Iterable[EventRecord], now: float) -> None:
         """Apply one partition's batch, each event stamped with the partition's visible time."""
-        received = stamp(self.sight(tp).visible(now))
+        received = micros(stamp(self.sight(tp).visible(now)))
         runs = self.runs
-        for event in events:
-            event["time"] = received
-            run = runs.get(event["run_id"])
+        for sent in events:
+            event = replace(sent, time_us=received)
+            run = runs.get(event.run_id)
             if run is None:
-                run = runs[event["run_id"]] = RunState.first_seen(event)
+                run = runs[event.run_id] = RunState.first_seen(event)
                 self._partition_of[run.run_id] = tp
             run.apply(event)
 
@@ -174,10 +174,10 @@ class WatchedRuns:
         """
         steady, changing = [], set()
         for verdict in verdicts:
-            if verdict.kind != kinds.RANK_STRAGGLING:
+            if not isinstance(verdict.body, RankStraggling):
                 steady.append(verdict)
                 continue
-            key, flag = (run_id, verdict.rank), bool(verdict.body["straggling"])
+            key, flag = (run_id, verdict.rank), verdict.body.straggling
             if not flag:
                 steady.append(verdict)
                 continue
