@@ -269,6 +269,7 @@ def _fastavro_reads(data: bytes) -> Any:
         )
     except Exception as exc:
         return exc
+    assert isinstance(event, dict)
     return ValueError("trailing bytes") if body.read() else record_from_avro(event)
 
 
