@@ -1,10 +1,12 @@
 """The bodies of events, one typed record per body kind of `avro/event-v*.avsc`.
 
-Each is a frozen slots dataclass whose fields are the Avro record's, with the schema's defaults,
-and whose `KIND` is the record's full name (`kinds.METRICS`…): a consumer reads `body.step`, and
-the type checker knows which bodies have one. A metric value is a `(name, value)` pair, not a
-record of its own: a metrics event carries many, and a pair is what the fast reader builds
-cheapest.
+Each is a slots dataclass whose fields are the Avro record's, with the schema's defaults, and
+whose `KIND` is the record's full name (`kinds.METRICS`…): a consumer reads `body.step`, and the
+type checker knows which bodies have one. Not frozen: a frozen dataclass costs about four times as
+much to build (every field set through `object.__setattr__`), and the consumers build one per
+event; nothing changes a record once decoded (the watchdog stamps its receive time on a copy).
+A metric value is a `(name, value)` pair, not a record of its own: a metrics event carries many,
+and a pair is what the fast reader builds cheapest.
 
 `body_from_fields` makes a body from the fields of its Avro record (what fastavro reads and what
 the writers pass to `event_record`); `body_fields` is the inverse, for the Avro writer.
@@ -22,7 +24,7 @@ MetricValue = tuple[str, float]
 ColumnValue = None | bool | int | float | str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RunStarted:
     """A run (or a resumed run) announced by its rank 0 or its launcher."""
 
@@ -36,7 +38,7 @@ class RunStarted:
     git_commit: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Metrics:
     """Metric values at one step: `values` as `(name, value)` pairs."""
 
@@ -45,7 +47,7 @@ class Metrics:
     values: list[MetricValue]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Params:
     """Params merged into the run's."""
 
@@ -53,7 +55,7 @@ class Params:
     params: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Tags:
     """Tags merged into the run's."""
 
@@ -61,7 +63,7 @@ class Tags:
     tags: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Text:
     """A string metric at one step."""
 
@@ -71,7 +73,7 @@ class Text:
     value: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class TableRow:
     """One row of a named table."""
 
@@ -80,7 +82,7 @@ class TableRow:
     columns: dict[str, ColumnValue]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class File:
     """An image or file, size-limited."""
 
@@ -91,7 +93,7 @@ class File:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class LogRecord:
     """A log line of the training process."""
 
@@ -101,7 +103,7 @@ class LogRecord:
     message: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Heartbeat:
     """The rank is alive; with `progress` or a step, it also moved on."""
 
@@ -111,7 +113,7 @@ class Heartbeat:
     expect_next_in: float | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Status:
     """A whole-run status from the run, its launcher or the watchdog (`source`)."""
 
@@ -122,7 +124,7 @@ class Status:
     source: str = "run"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RankFinished:
     """One rank ended."""
 
@@ -132,7 +134,7 @@ class RankFinished:
     exit_code: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RankStraggling:
     """The watchdog's word on a rank that trails (or caught up)."""
 
