@@ -17,33 +17,32 @@ import argparse
 import statistics
 import time
 import uuid
-from datetime import UTC, datetime
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from runstream._config import ExportConfig
 from runstream.consumers import LiveRuns, RunCollector
 from runstream.consumers._health import metrics_app
-from runstream.schemas import kinds
+from runstream.schemas import EventRecord, Metrics, event_record
 
 
-def events(runs: int, metrics: int, ranks: int) -> list[dict[str, Any]]:
+def events(runs: int, metrics: int, ranks: int) -> list[EventRecord]:
     """One Metrics event per (run, rank), with `metrics` values each."""
-    now = datetime.now(UTC)
-    values = [{"name": f"metric_{m}", "value": m * 0.5} for m in range(metrics)]
-    producer = uuid.uuid4()
+    now = time.time_ns() // 1000
+    body = Metrics(step=100, values=[(f"metric_{m}", m * 0.5) for m in range(metrics)])
+    producer = str(uuid.uuid4())
     return [
-        {
-            "run_id": f"run-{r}",
-            "experiment": f"exp-{r % 10}",
-            "rank": rank,
-            "world_size": ranks,
-            "producer_id": producer,
-            "seq": r * ranks + rank,
-            "time": now,
-            "body": (kinds.METRICS, {"step": 100, "values": values}),
-        }
+        event_record(
+            run_id=f"run-{r}",
+            experiment=f"exp-{r % 10}",
+            rank=rank,
+            world_size=ranks,
+            producer_id=producer,
+            seq=r * ranks + rank,
+            kind=body.KIND,
+            body=body,
+            time_us=now,
+        )
         for r in range(runs)
         for rank in range(ranks)
     ]

@@ -41,7 +41,7 @@ from runstream.deploy.local import StackConfig
 from runstream.deploy.local import _process as process
 from runstream.deploy.local import restart as stack_restart
 from runstream.deploy.local import up as stack_up
-from runstream.schemas import default_codec, kinds
+from runstream.schemas import Body, RankStraggling, Status, default_codec
 
 _RANK = """
 import os, sys, time
@@ -171,23 +171,23 @@ async def watch_verdicts(runs: dict[str, SoakRun], stop: asyncio.Event) -> None:
             batches = await consumer.getmany(timeout_ms=500)
             for record in (r for rs in batches.values() for r in rs):
                 event = codec.decode(record.value)
-                run = runs.get(event["run_id"])
-                outcome = verdict_outcome(event)
+                run = runs.get(event.run_id)
+                outcome = verdict_outcome(event.body)
                 if run is not None and outcome is not None:
-                    run.verdicts.append((record.timestamp / 1000, outcome, event["rank"]))
+                    run.verdicts.append((record.timestamp / 1000, outcome, event.rank))
     finally:
         await consumer.stop()
 
 
-def verdict_outcome(event: dict[str, Any]) -> str | None:
-    """`lost`, `stalled`, `straggling` or `caught_up` for a watchdog event; None otherwise."""
-    kind, body = event["body"]
-    if kind == kinds.STATUS and body.get("source") == "watchdog":
-        return str(body["state"])
-    if kind == kinds.RANK_STRAGGLING and not body["straggling"]:
+def verdict_outcome(body: Body) -> str | None:
+    """`lost`, `stalled`, `straggling` or `caught_up` for a watchdog event's body; None
+    otherwise."""
+    if isinstance(body, Status) and body.source == "watchdog":
+        return body.state
+    if isinstance(body, RankStraggling) and not body.straggling:
         return "caught_up"
-    if kind == kinds.RANK_STRAGGLING:
-        gap = body["leader_step"] - body["step"] > Settings().straggler_steps
+    if isinstance(body, RankStraggling):
+        gap = body.leader_step - body.step > Settings().straggler_steps
         return "straggling (gap)" if gap else "straggling (rate)"
     return None
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 import collections
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from runstream._errors import DecodeError
 from runstream.consumers._runstate import from_watchdog
-from runstream.schemas import EventCodec, kinds
+from runstream.schemas import EventCodec, EventRecord, kinds
 
-Event = dict[str, Any]
 DETAIL_MAX = 1000
 
 
@@ -75,7 +74,7 @@ class DeadLetter:
 class DecodedBatch:
     """One partition's records, decoded: events in topic order, their records, dead letters."""
 
-    events: list[Event] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
     sources: list[KafkaRecord] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     kinds: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -87,12 +86,12 @@ class DecodedBatch:
         return [record.offset for record in self.sources]
 
 
-def decode_record(codec: EventCodec, record: KafkaRecord) -> Event | DeadLetter:
+def decode_record(codec: EventCodec, record: KafkaRecord) -> EventRecord | DeadLetter:
     """The event in `record`, or the dead letter it becomes."""
     if record.value is None:
         return _dead(record, b"", "empty", "record has no value")
     try:
-        event: Event = codec.decode(record.value)
+        event = codec.decode(record.value)
     except DecodeError as exc:
         return _dead(record, record.value, exc.reason, exc.detail)
     except Exception as exc:  # a record must never stop its partition
@@ -117,19 +116,21 @@ def decode_batch(
         else:
             batch.events.append(decoded)
             batch.sources.append(record)
-            batch.kinds[kinds.short_kind(decoded["body"][0])] += 1
+            batch.kinds[kinds.short_kind(decoded.kind)] += 1
         batch.last_offset = max(batch.last_offset, record.offset)
     return batch
 
 
-def _placed(event: Event, record: KafkaRecord, verdict_topic: str) -> Event | DeadLetter:
+def _placed(
+    event: EventRecord, record: KafkaRecord, verdict_topic: str
+) -> EventRecord | DeadLetter:
     """`event`, or a dead letter when it is a verdict off the verdict topic or the reverse."""
-    verdict = from_watchdog(*event["body"])
+    verdict = from_watchdog(event.body)
     if verdict and record.topic != verdict_topic:
         detail = f"watchdog verdicts are trusted only on {verdict_topic!r}"
         return dead_letter(record, "verdict_off_its_topic", detail)
     if not verdict and record.topic == verdict_topic:
-        detail = f"{event['body'][0]} is not a watchdog verdict"
+        detail = f"{event.kind} is not a watchdog verdict"
         return dead_letter(record, "not_a_verdict", detail)
     return event
 

@@ -20,9 +20,8 @@ from typing import Any
 
 from runstream.consumers._labels import aggregate_labels, metric_labels
 from runstream.consumers._runstate import RunState, with_offsets
-from runstream.schemas import kinds
+from runstream.schemas import EventRecord, Metrics
 
-Event = dict[str, Any]
 MetricKey = tuple[str, int]
 Latest = tuple[float, int, datetime]
 
@@ -56,17 +55,16 @@ class LiveRun:
             return
         by_rank[rank] = latest
 
-    def apply(self, event: Event, offset: int | None = None) -> None:
+    def apply(self, event: EventRecord, offset: int | None = None) -> None:
         """Fold one event of this run (at `offset` of its topic, when known)."""
         self.state.apply(event, offset)
-        kind, body = event["body"]
-        if kind == kinds.METRICS:
-            self._values(event, body)
+        if isinstance(event.body, Metrics):
+            self._values(event, event.body)
 
-    def _values(self, event: Event, body: dict[str, Any]) -> None:
-        rank, step, time = event["rank"], body["step"], event["time"]
-        for item in body["values"]:
-            self.remember(item["name"], rank, (item["value"], step, time))
+    def _values(self, event: EventRecord, body: Metrics) -> None:
+        rank, step, time = event.rank, body.step, event.time
+        for name, value in body.values:
+            self.remember(name, rank, (value, step, time))
 
 
 class LiveRuns:
@@ -77,13 +75,13 @@ class LiveRuns:
         self.idle_ttl = timedelta(seconds=idle_ttl)
         self.runs: dict[str, LiveRun] = {}
 
-    def apply(self, events: Sequence[Event], offsets: Sequence[int] | None = None) -> None:
+    def apply(self, events: Sequence[EventRecord], offsets: Sequence[int] | None = None) -> None:
         """Fold events (topic order, at `offsets` when known); unknown runs are created."""
         runs = self.runs
         for event, offset in with_offsets(events, offsets):
-            run = runs.get(event["run_id"])
+            run = runs.get(event.run_id)
             if run is None:
-                run = runs[event["run_id"]] = LiveRun(RunState.first_seen(event))
+                run = runs[event.run_id] = LiveRun(RunState.first_seen(event))
             run.apply(event, offset)
 
     def load(self, states: dict[str, RunState], latest: Sequence[Sequence[Any]]) -> None:

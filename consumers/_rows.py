@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runstream.schemas import kinds
+from runstream.schemas import (
+    EventRecord,
+    File,
+    LogRecord,
+    Metrics,
+    RankFinished,
+    Status,
+    TableRow,
+    Text,
+)
 
-Event = dict[str, Any]
 Row = tuple[Any, ...]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -42,12 +50,11 @@ class HistoryRows:
 
     tables: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in COLUMNS})
 
-    def add(self, event: Event) -> None:
+    def add(self, event: EventRecord) -> None:
         """Add the rows of one event (events without history rows add nothing)."""
-        kind, body = event["body"]
-        builder = _BUILDERS.get(kind)
+        builder = _BUILDERS.get(type(event.body))
         if builder is not None:
-            table, rows = builder(event, body)
+            table, rows = builder(event, event.body)
             self.tables[table].extend(rows)
 
     def non_empty(self) -> dict[str, list[Row]]:
@@ -79,7 +86,7 @@ def storable(text: str | None) -> str | None:
     return text.replace("\x00", "\ufffd")
 
 
-def json_storable(mapping: dict[str, Any]) -> str:
+def json_storable(mapping: Mapping[str, Any]) -> str:
     """A JSON object PostgreSQL's jsonb accepts (no NaN, no infinities, no NULs)."""
     return json.dumps({storable(k): _json_value(v) for k, v in mapping.items()})
 
@@ -92,64 +99,64 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _metrics(event: Event, body: dict[str, Any]) -> tuple[str, list[Row]]:
-    run_id, step, rank, time = event["run_id"], body["step"], event["rank"], event["time"]
-    producer_id, seq = event["producer_id"], event["seq"]
+def _metrics(event: EventRecord, body: Metrics) -> tuple[str, list[Row]]:
+    run_id, step, rank, time = event.run_id, body.step, event.rank, event.time
+    producer_id, seq = event.producer_id, event.seq
     rows = [
-        (run_id, item["name"], step, rank, time, item["value"], producer_id, seq, idx)
-        for idx, item in enumerate(body["values"])
+        (run_id, name, step, rank, time, value, producer_id, seq, idx)
+        for idx, (name, value) in enumerate(body.values)
     ]
     return "metrics", rows
 
 
-def _text(event: Event, body: dict[str, Any]) -> tuple[str, list[Row]]:
+def _text(event: EventRecord, body: Text) -> tuple[str, list[Row]]:
     row = (
-        event["run_id"], body["name"], body["step"], event["rank"], event["time"],
-        storable(body["value"]), event["producer_id"], event["seq"],
+        event.run_id, body.name, body.step, event.rank, event.time,
+        storable(body.value), event.producer_id, event.seq,
     )  # fmt: skip
     return "text_metrics", [row]
 
 
-def _table_row(event: Event, body: dict[str, Any]) -> tuple[str, list[Row]]:
+def _table_row(event: EventRecord, body: TableRow) -> tuple[str, list[Row]]:
     row = (
-        event["run_id"], body["table"], event["rank"], event["time"],
-        json_storable(body["columns"]), event["producer_id"], event["seq"],
+        event.run_id, body.table, event.rank, event.time,
+        json_storable(body.columns), event.producer_id, event.seq,
     )  # fmt: skip
     return "table_rows", [row]
 
 
-def _file(event: Event, body: dict[str, Any]) -> tuple[str, list[Row]]:
-    data = body["data"]
+def _file(event: EventRecord, body: File) -> tuple[str, list[Row]]:
+    data = body.data
     row = (
-        event["run_id"], body["name"], event["rank"], body.get("step"), event["time"],
-        storable(body["media_type"]), len(data), data, event["producer_id"], event["seq"],
+        event.run_id, body.name, event.rank, body.step, event.time,
+        storable(body.media_type), len(data), data, event.producer_id, event.seq,
     )  # fmt: skip
     return "files", [row]
 
 
-def _log_record(event: Event, body: dict[str, Any]) -> tuple[str, list[Row]]:
+def _log_record(event: EventRecord, body: LogRecord) -> tuple[str, list[Row]]:
     row = (
-        event["run_id"], event["rank"], event["time"], storable(body["level"]),
-        storable(body["logger"]), storable(body["message"]), event["producer_id"], event["seq"],
+        event.run_id, event.rank, event.time, storable(body.level),
+        storable(body.logger), storable(body.message), event.producer_id, event.seq,
     )  # fmt: skip
     return "log_records", [row]
 
 
-def _status(event: Event, body: dict[str, Any]) -> tuple[str, list[Row]]:
-    source = body.get("source", "rank") if event["body"][0] == kinds.STATUS else "rank"
+def _status(event: EventRecord, body: Status | RankFinished) -> tuple[str, list[Row]]:
+    source = body.source if isinstance(body, Status) else "rank"
     row = (
-        event["run_id"], event["rank"], event["time"], body["state"], storable(body.get("reason")),
-        body.get("exit_code"), storable(source), event["producer_id"], event["seq"],
+        event.run_id, event.rank, event.time, body.state, storable(body.reason),
+        body.exit_code, storable(source), event.producer_id, event.seq,
     )  # fmt: skip
     return "status_events", [row]
 
 
-_BUILDERS = {
-    kinds.METRICS: _metrics,
-    kinds.TEXT: _text,
-    kinds.TABLE_ROW: _table_row,
-    kinds.FILE: _file,
-    kinds.LOG_RECORD: _log_record,
-    kinds.STATUS: _status,
-    kinds.RANK_FINISHED: _status,
+_BUILDERS: dict[type[Any], Callable[[EventRecord, Any], tuple[str, list[Row]]]] = {
+    Metrics: _metrics,
+    Text: _text,
+    TableRow: _table_row,
+    File: _file,
+    LogRecord: _log_record,
+    Status: _status,
+    RankFinished: _status,
 }

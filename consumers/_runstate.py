@@ -50,14 +50,24 @@ that none older than a finished run's end reopens or changes it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from runstream.schemas import kinds
+from runstream.schemas import (
+    Body,
+    EventRecord,
+    Heartbeat,
+    Metrics,
+    Params,
+    RankFinished,
+    RankStraggling,
+    RunStarted,
+    Status,
+    Tags,
+    kinds,
+)
 
-Event = dict[str, Any]
 FINISHED_RANK_STATES = ("completed", "failed", "canceled")
 
 
@@ -131,13 +141,13 @@ class RunState:
     verdict_offset: int | None = None
 
     @classmethod
-    def first_seen(cls, event: Event) -> RunState:
+    def first_seen(cls, event: EventRecord) -> RunState:
         """The minimal run an event of an unknown run creates."""
         return cls(
-            run_id=event["run_id"],
-            experiment=event["experiment"],
-            world_size=event["world_size"],
-            started_at=event["time"],
+            run_id=event.run_id,
+            experiment=event.experiment,
+            world_size=event.world_size,
+            started_at=event.time,
         )
 
     @property
@@ -168,30 +178,45 @@ class RunState:
             state = self.ranks[rank] = RankState(self.run_id, rank)
         return state
 
-    def apply(self, event: Event, offset: int | None = None) -> None:
+    def apply(self, event: EventRecord, offset: int | None = None) -> None:
         """Fold one event of this run into the state (the rules in the module docstring).
 
         `offset`: where the event sits on the events topic, when known (never a verdict's).
         """
-        kind, body = event["body"]
-        if self.announced_at is None or kind == kinds.RUN_STARTED:
-            self.world_size = max(self.world_size, event["world_size"])
-        if from_watchdog(kind, body):
+        body, time = event.body, event.time
+        if self.announced_at is None or isinstance(body, RunStarted):
+            self.world_size = max(self.world_size, event.world_size)
+        if from_watchdog(body):
             offset = None
         else:
-            self._heard(event, kind, body, offset)
-        handler = _HANDLERS.get(kind)
-        if handler is not None:
-            getattr(self, handler)(event, body, offset)
+            self._heard(event.rank, time, body, offset)
+        self._fold_body(event, time, body, offset)
 
-    def _heard(self, event: Event, kind: str, body: dict[str, Any], offset: int | None) -> None:
-        rank = self.rank(event["rank"])
-        rank.heard(event["time"], offset)
+    def _fold_body(
+        self, event: EventRecord, time: datetime, body: Body, offset: int | None
+    ) -> None:
+        match body:
+            case RunStarted():
+                self._started(event, time, body, offset)
+            case Status():
+                self._status(event, time, body, offset)
+            case RankFinished():
+                self._rank_finished(event, time, body)
+            case RankStraggling():
+                self.rank(event.rank).straggling = body.straggling
+            case Params():
+                self.params.update(body.params)
+            case Tags():
+                self.tags.update(body.tags)
+
+    def _heard(self, rank_number: int, time: datetime, body: Body, offset: int | None) -> None:
+        rank = self.rank(rank_number)
+        rank.heard(time, offset)
         progress = False
-        if kind == kinds.METRICS:
-            progress = rank.stepped(body["step"], event["time"])
-        elif kind == kinds.HEARTBEAT:
-            progress = self._heartbeat(rank, event["time"], body)
+        if isinstance(body, Metrics):
+            progress = rank.stepped(body.step, time)
+        elif isinstance(body, Heartbeat):
+            progress = self._heartbeat(rank, time, body)
         if progress:
             rank.progress_offset = _higher(rank.progress_offset, offset)
         if not self._after_verdict(offset):
@@ -214,13 +239,13 @@ class RunState:
         progressed = (r.progress_offset for r in self.ranks.values())
         return any(offset is not None and offset > judged_through for offset in progressed)
 
-    def _heartbeat(self, rank: RankState, time: datetime, body: dict[str, Any]) -> bool:
-        progress = rank.stepped(body.get("step"), time)
-        if body.get("progress"):
+    def _heartbeat(self, rank: RankState, time: datetime, body: Heartbeat) -> bool:
+        progress = rank.stepped(body.step, time)
+        if body.progress:
             rank.progressed(time)
             progress = True
-        if body.get("expect_next_in") is not None:
-            rank.expect_next_in = self.expect_next_in = body["expect_next_in"]
+        if body.expect_next_in is not None:
+            rank.expect_next_in = self.expect_next_in = body.expect_next_in
         return progress
 
     def _set_status(self, status: str, reason: str | None, source: str | None = None) -> None:
@@ -237,9 +262,10 @@ class RunState:
         if status == "failed":
             self.error = reason
 
-    def _started(self, event: Event, body: dict[str, Any], offset: int | None) -> None:
-        time = event["time"]
-        announcer = self.ranks.get(event["rank"])
+    def _started(
+        self, event: EventRecord, time: datetime, body: RunStarted, offset: int | None
+    ) -> None:
+        announcer = self.ranks.get(event.rank)
         resumed = (
             self.terminal
             and announcer is not None
@@ -253,16 +279,16 @@ class RunState:
             self.started_at = self.command = None
         if resumed or (not self.terminal and self._after_verdict(offset)):
             self._set_status("running", None, "run")
-        self._resize(event["world_size"])
+        self._resize(event.world_size)
         self.announced_at = time
         self.started_at = time if self.started_at is None else min(self.started_at, time)
-        self.name = body.get("name") or self.name
-        self.params.update(body.get("params", {}))
-        self.tags.update(body.get("tags", {}))
-        self.host, self.pid = body.get("host"), body.get("pid")
-        self.command = self.command or body.get("command")
-        self.git_commit = body.get("git_commit")
-        rank = self.rank(event["rank"])
+        self.name = body.name or self.name
+        self.params.update(body.params)
+        self.tags.update(body.tags)
+        self.host, self.pid = body.host, body.pid
+        self.command = self.command or body.command
+        self.git_commit = body.git_commit
+        rank = self.rank(event.rank)
         rank.host, rank.pid = self.host, self.pid
 
     def _resize(self, world_size: int) -> None:
@@ -271,14 +297,14 @@ class RunState:
         for gone in [n for n in self.ranks if n >= world_size]:
             del self.ranks[gone]
 
-    def _status(self, event: Event, body: dict[str, Any], offset: int | None) -> None:
-        state, reason, source = body["state"], body.get("reason"), body.get("source", "run")
-        if self.terminal and self.ended_at is not None and event["time"] < self.ended_at:
+    def _status(self, event: EventRecord, time: datetime, body: Status, offset: int | None) -> None:
+        state, reason, source = body.state, body.reason, body.source
+        if self.terminal and self.ended_at is not None and time < self.ended_at:
             return  # older than the verdict it would overturn: a late duplicate, a stale producer
         if source == "watchdog":
-            self._verdict(state, reason, event["rank"], body.get("judged_through"))
+            self._verdict(state, reason, event.rank, body.judged_through)
         elif state in kinds.TERMINAL_STATES:
-            self._end(state, event["time"], reason, body.get("exit_code"), source)
+            self._end(state, time, reason, body.exit_code, source)
         elif self._after_verdict(offset):
             self._set_status(state, reason, source)
             self.ended_at = None
@@ -292,18 +318,18 @@ class RunState:
         if state == "lost":
             self.lost_rank = rank
 
-    def _rank_finished(self, event: Event, body: dict[str, Any], _offset: int | None) -> None:
-        state = body["state"]
+    def _rank_finished(self, event: EventRecord, time: datetime, body: RankFinished) -> None:
+        state = body.state
         if state not in FINISHED_RANK_STATES:
             return
-        rank = self.rank(event["rank"])
-        rank.status, rank.finished_at = state, event["time"]
-        rank.exit_code, rank.reason = body.get("exit_code"), body.get("reason")
+        rank = self.rank(event.rank)
+        rank.status, rank.finished_at = state, time
+        rank.exit_code, rank.reason = body.exit_code, body.reason
         if self.terminal and self.status_source == "launcher":
             return  # the launcher's final word stands
         verdict = self._verdict_from_ranks()
         if verdict is not None and verdict != self.status:
-            self._end(verdict, event["time"], rank.reason, rank.exit_code, "ranks")
+            self._end(verdict, time, rank.reason, rank.exit_code, "ranks")
 
     def _verdict_from_ranks(self) -> str | None:
         states = {r.status for r in self.ranks.values()}
@@ -317,36 +343,17 @@ class RunState:
         )
         return "completed" if everyone and not self.terminal else None
 
-    def _straggling(self, event: Event, body: dict[str, Any], _offset: int | None) -> None:
-        self.rank(event["rank"]).straggling = bool(body["straggling"])
 
-    def _params(self, _event: Event, body: dict[str, Any], _offset: int | None) -> None:
-        self.params.update(body["params"])
-
-    def _tags(self, _event: Event, body: dict[str, Any], _offset: int | None) -> None:
-        self.tags.update(body["tags"])
-
-
-def from_watchdog(kind: str, body: dict[str, Any]) -> bool:
+def from_watchdog(body: Body) -> bool:
     """Whether an event is a watchdog verdict rather than something the run itself said."""
-    if kind == kinds.RANK_STRAGGLING:
+    if isinstance(body, RankStraggling):
         return True
-    return kind == kinds.STATUS and body.get("source") == "watchdog"
-
-
-_HANDLERS = {
-    kinds.RUN_STARTED: "_started",
-    kinds.STATUS: "_status",
-    kinds.RANK_FINISHED: "_rank_finished",
-    kinds.RANK_STRAGGLING: "_straggling",
-    kinds.PARAMS: "_params",
-    kinds.TAGS: "_tags",
-}
+    return isinstance(body, Status) and body.source == "watchdog"
 
 
 def with_offsets(
-    events: Sequence[Event], offsets: Sequence[int] | None
-) -> Iterator[tuple[Event, int | None]]:
+    events: Sequence[EventRecord], offsets: Sequence[int] | None
+) -> Iterator[tuple[EventRecord, int | None]]:
     """Each event with its offset on the events topic (None for every one when not known)."""
     if offsets is None:
         return ((event, None) for event in events)
@@ -363,6 +370,6 @@ def _higher(current: int | None, offset: int | None) -> int | None:
     return offset if current is None or offset > current else current
 
 
-def _newest(times: Any) -> datetime | None:
+def _newest(times: Iterable[datetime | None]) -> datetime | None:
     present = [t for t in times if t is not None]
     return max(present, default=None)

@@ -16,6 +16,7 @@ import asyncpg
 from runstream.consumers._database import Connection
 from runstream.consumers._rows import as_arrays, json_storable, storable, unnest
 from runstream.consumers._runstate import RankState, RunState
+from runstream.schemas import EventRecord
 
 RUN_COLUMNS = (
     "run_id", "experiment", "name", "status", "status_reason", "status_source", "started_at",
@@ -133,7 +134,7 @@ def _json(value: Any) -> dict[str, str]:
     return dict(decoded or {})
 
 
-async def claim_runs(conn: Connection, events: Iterable[Any]) -> None:
+async def claim_runs(conn: Connection, events: Iterable[EventRecord]) -> None:
     """Make a row for every run of `events` that has none yet, as its first event would.
 
     Called before `lock_runs`, so that two writers folding the same new run (persist consumers
@@ -141,10 +142,10 @@ async def claim_runs(conn: Connection, events: Iterable[Any]) -> None:
     wrote and folds on top of it, instead of both starting from nothing and the later upsert
     overwriting the earlier's fields. Rows are claimed in run id order (no deadlock).
     """
-    first: dict[str, Any] = {}
+    first: dict[str, EventRecord] = {}
     for event in events:
-        first.setdefault(event["run_id"], event)
-    rows = [(r, e["experiment"], e["world_size"], e["time"]) for r, e in sorted(first.items())]
+        first.setdefault(event.run_id, event)
+    rows = [(r, e.experiment, e.world_size, e.time) for r, e in sorted(first.items())]
     if rows:
         await conn.execute(_CLAIM_RUNS, *as_arrays(rows, 4))
 

@@ -28,7 +28,7 @@ from aiokafka import TopicPartition
 from aiokafka.partitioner import murmur2
 
 from runstream.consumers._loop import FetchProgress
-from runstream.consumers._runstate import Event, RunState, with_offsets
+from runstream.consumers._runstate import RunState, with_offsets
 from runstream.consumers._steprates import StepRates
 from runstream.consumers._verdicts import (
     Straggler,
@@ -38,7 +38,7 @@ from runstream.consumers._verdicts import (
     expected_ranks,
     judge,
 )
-from runstream.schemas import kinds
+from runstream.schemas import EventRecord, RankStraggling, micros
 
 
 @dataclass(slots=True)
@@ -119,7 +119,7 @@ class WatchedRuns:
     def fold(
         self,
         tp: TopicPartition,
-        events: Sequence[Event],
+        events: Sequence[EventRecord],
         now: float,
         offsets: Sequence[int] | None = None,
     ) -> None:
@@ -127,24 +127,24 @@ class WatchedRuns:
         partition's visible time.
         """
         sight = self.sight(tp)
-        received = stamp(sight.visible(now))
+        received = micros(stamp(sight.visible(now)))
         runs = self.runs
-        for event, offset in with_offsets(events, offsets):
-            event["time"] = received
-            run = runs.get(event["run_id"])
+        for sent, offset in with_offsets(events, offsets):
+            event = replace(sent, time_us=received)
+            run = runs.get(event.run_id)
             if run is None:
-                run = runs[event["run_id"]] = RunState.first_seen(event)
+                run = runs[event.run_id] = RunState.first_seen(event)
                 self._partition_of[run.run_id] = tp
             run.apply(event, offset)
             if offset is not None:
                 sight.read(offset)
 
-    def settle(self, verdicts: Iterable[Event]) -> None:
+    def settle(self, verdicts: Iterable[EventRecord]) -> None:
         """Apply the watchdog's own verdicts, acknowledged by Kafka, to the runs still known
         (by the fold rules: one the run overtook meanwhile changes nothing).
         """
         for event in verdicts:
-            run = self.runs.get(event["run_id"])
+            run = self.runs.get(event.run_id)
             if run is not None:
                 run.apply(event)
 
@@ -208,10 +208,10 @@ class WatchedRuns:
         """
         steady, changing = [], set()
         for verdict in verdicts:
-            if verdict.kind != kinds.RANK_STRAGGLING:
+            if not isinstance(verdict.body, RankStraggling):
                 steady.append(verdict)
                 continue
-            key, flag = (run_id, verdict.rank), bool(verdict.body["straggling"])
+            key, flag = (run_id, verdict.rank), verdict.body.straggling
             if not flag:
                 steady.append(verdict)
                 continue

@@ -38,8 +38,7 @@ from runstream.consumers._runtable import (
     upsert_ranks,
     upsert_runs,
 )
-
-Event = dict[str, Any]
+from runstream.schemas import EventRecord
 
 STAGING_TABLES = tuple(COLUMNS)
 _RUNS_FROM = 1 + len(LATEST_COLUMNS)
@@ -92,14 +91,14 @@ async def create_staging_tables(conn: asyncpg.Connection[asyncpg.Record]) -> Non
 
 
 def fold_runs(
-    known: dict[str, RunState], events: Sequence[Event], offsets: Sequence[int] | None = None
+    known: dict[str, RunState], events: Sequence[EventRecord], offsets: Sequence[int] | None = None
 ) -> dict[str, RunState]:
     """Apply `events` (topic order, at `offsets` when known) to the runs they belong to; unknown
     runs are created.
     """
     touched: dict[str, RunState] = {}
     for event, offset in with_offsets(events, offsets):
-        run_id = event["run_id"]
+        run_id = event.run_id
         run = touched.get(run_id) or known.get(run_id) or RunState.first_seen(event)
         touched[run_id] = run
         run.apply(event, offset)
@@ -128,7 +127,7 @@ class EventStore:
     """Writes batches of events into PostgreSQL through an asyncpg connection."""
 
     async def write(
-        self, conn: Connection, events: Sequence[Event], offsets: Sequence[int] | None = None
+        self, conn: Connection, events: Sequence[EventRecord], offsets: Sequence[int] | None = None
     ) -> int:
         """Write `events` (at `offsets` of their topic, when known) in one transaction; return how
         many history rows were staged.
@@ -146,7 +145,7 @@ class EventStore:
     async def _write(
         self,
         conn: Connection,
-        events: Sequence[Event],
+        events: Sequence[EventRecord],
         offsets: Sequence[int] | None,
         history: HistoryRows,
         *,
@@ -155,7 +154,7 @@ class EventStore:
         latest: list[list[Any]] = []
         async with conn.transaction():
             await claim_runs(conn, events)
-            known = await lock_runs(conn, sorted({e["run_id"] for e in events}))
+            known = await lock_runs(conn, sorted({e.run_id for e in events}))
             for table, rows in history.non_empty().items():
                 if fast and table == "metrics":
                     await copy_new_metrics(conn, rows)

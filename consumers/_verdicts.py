@@ -29,10 +29,9 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from runstream.consumers._runstate import RankState, RunState
-from runstream.schemas import kinds
+from runstream.schemas import RankStraggling, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +53,15 @@ class Verdict:
     experiment: str
     world_size: int
     rank: int
-    kind: str
-    body: dict[str, Any]
+    body: Status | RankStraggling
     judged_through: int | None = None
     """The last offset of the run's events partition the watchdog had read when it judged."""
+
+    @property
+    def kind(self) -> str:
+        """The body's record name: `kinds.STATUS` or `kinds.RANK_STRAGGLING`."""
+        kind: str = self.body.KIND
+        return kind
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -67,9 +71,9 @@ class Verdict:
     @property
     def outcome(self) -> str:
         """The verdict itself: a run state, or `straggling` / `caught_up`."""
-        if self.kind == kinds.STATUS:
-            return str(self.body["state"])
-        return "straggling" if self.body["straggling"] else "caught_up"
+        if isinstance(self.body, Status):
+            return self.body.state
+        return "straggling" if self.body.straggling else "caught_up"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,18 +135,16 @@ def judge(
     verdicts = [_straggling(run, s) for s in stragglers(unfinished, policy, rates or {})]
     state, reason, culprit = liveness(run, unfinished, now, policy)
     if state not in ("running", run.status):
-        body = {"state": state, "reason": reason, "exit_code": None, "source": "watchdog"}
-        verdicts.insert(0, _verdict(run, culprit, kinds.STATUS, dict[str, Any](body)))
+        body = Status(state=state, reason=reason, source="watchdog")
+        verdicts.insert(0, _verdict(run, culprit, body))
     return verdicts
 
 
 def _straggling(run: RunState, straggler: Straggler) -> Verdict:
-    body: dict[str, Any] = {
-        "straggling": straggler.straggling,
-        "step": straggler.step,
-        "leader_step": straggler.leader_step,
-    }
-    return _verdict(run, straggler.rank, kinds.RANK_STRAGGLING, body)
+    body = RankStraggling(
+        straggling=straggler.straggling, step=straggler.step, leader_step=straggler.leader_step
+    )
+    return _verdict(run, straggler.rank, body)
 
 
 def liveness(
@@ -204,9 +206,9 @@ def _flag(ranks: list[RankState], straggler: Straggler) -> bool:
     return next(r.straggling for r in ranks if r.rank == straggler.rank)
 
 
-def _verdict(run: RunState, rank: int, kind: str, body: dict[str, Any]) -> Verdict:
+def _verdict(run: RunState, rank: int, body: Status | RankStraggling) -> Verdict:
     world_size = max(run.world_size, rank + 1)
-    return Verdict(run.run_id, run.experiment, world_size, rank, kind, body)
+    return Verdict(run.run_id, run.experiment, world_size, rank, body)
 
 
 def _ranks(ranks: list[int]) -> str:

@@ -28,6 +28,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
@@ -195,7 +196,7 @@ class RunWatchdog:
             producer_id=self._producer_id,
             seq=self._seq,
             kind=verdict.kind,
-            body=verdict.body | {"judged_through": verdict.judged_through},
+            body=replace(verdict.body, judged_through=verdict.judged_through),
             time_us=int(self.clock() * 1_000_000),
         )
         self._seq += 1

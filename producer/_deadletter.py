@@ -30,7 +30,7 @@ def oversize_reason(value: bytes) -> str | None:
     if size <= _SMALLEST_LIMIT:
         return None
     try:
-        kind = default_codec().decode_unchecked(value)["body"][0]
+        kind = default_codec().decode_unchecked(value).kind
     except (DecodeError, KeyError, IndexError, TypeError):
         kind = None
     limit = EVENT_MAX if kind is None else event_limit(kind)

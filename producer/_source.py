@@ -11,13 +11,12 @@ heard, as the launcher's own output does.
 from __future__ import annotations
 
 import itertools
-import time
 
 from runstream._config import ProducerConfig
 from runstream.producer._context import RunContext
 from runstream.producer._problems import ErrorCallback, ProblemReporter
 from runstream.producer._shipper import CloseReport, Shipper
-from runstream.schemas import check_name, default_codec, kinds
+from runstream.schemas import LogRecord, check_name, default_codec, event_record, kinds
 from runstream.schemas._rules import MESSAGE_MAX
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -43,19 +42,19 @@ class LogSource:
 
     def log(self, message: str, level: str = "INFO") -> None:
         """Add one line (cut to the message limit) at `level`."""
-        body = {"level": level, "logger": self.source, "message": message[:MESSAGE_MAX]}
+        body = LogRecord(level=level, logger=self.source, message=message[:MESSAGE_MAX])
         c = self.context
-        event = {
-            "run_id": c.run_id,
-            "experiment": c.experiment,
-            "rank": c.rank,
-            "world_size": c.world_size,
-            "producer_id": self._shipper.producer_id,
-            "seq": next(self._seq),
-            "time": time.time_ns() // 1000,
-            "body": (kinds.LOG_RECORD, body),
-        }
-        self._shipper.submit(self._codec.encode(event))
+        event = event_record(
+            run_id=c.run_id,
+            experiment=c.experiment,
+            rank=c.rank,
+            world_size=c.world_size,
+            producer_id=self._shipper.producer_id,
+            seq=next(self._seq),
+            kind=kinds.LOG_RECORD,
+            body=body,
+        )
+        self._shipper.submit(self._codec.encode_record(event))
         self.lines += 1
 
     def flush(self, timeout: float) -> bool:

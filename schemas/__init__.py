@@ -1,16 +1,33 @@
 """Event schemas and the codec: encode, decode, fingerprint, validate."""
 
 from runstream.schemas import _kinds as kinds
+from runstream.schemas._bodies import (
+    Body,
+    ColumnValue,
+    File,
+    Heartbeat,
+    LogRecord,
+    Metrics,
+    MetricValue,
+    Params,
+    RankFinished,
+    RankStraggling,
+    RunStarted,
+    Status,
+    TableRow,
+    Tags,
+    Text,
+    body_from_fields,
+)
 from runstream.schemas._codec import (
     HEADER_SIZE,
     MAGIC,
-    Event,
     EventCodec,
     default_codec,
     released_schema_files,
     schema_fingerprint,
 )
-from runstream.schemas._record import EventRecord, event_record
+from runstream.schemas._record import EventRecord, event_record, micros
 from runstream.schemas._rules import (
     EVENT_LIMITS,
     EVENT_MAX,
@@ -39,9 +56,24 @@ __all__ = [
     "MESSAGE_MAX",
     "NAME_MAX",
     "TOPIC_MESSAGE_MAX",
-    "Event",
+    "Body",
+    "ColumnValue",
     "EventCodec",
     "EventRecord",
+    "File",
+    "Heartbeat",
+    "LogRecord",
+    "MetricValue",
+    "Metrics",
+    "Params",
+    "RankFinished",
+    "RankStraggling",
+    "RunStarted",
+    "Status",
+    "TableRow",
+    "Tags",
+    "Text",
+    "body_from_fields",
     "check_event",
     "check_name",
     "check_run_id",
@@ -55,6 +87,7 @@ __all__ = [
     "event_limit",
     "event_record",
     "kinds",
+    "micros",
     "released_schema_files",
     "schema_fingerprint",
 ]

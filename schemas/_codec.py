@@ -1,7 +1,9 @@
 """Avro single-object encoding of events: `C3 01` + CRC-64-AVRO fingerprint (8 bytes) + Avro body.
 
 Every released writer schema lives in `avro/event-v*.avsc`. The codec writes with the newest and
-reads any of them, resolving to the newest (the reader schema).
+reads any of them, resolving to the newest (the reader schema). It decodes into `EventRecord`s: a
+metrics event of the newest schema straight from its bytes (`MetricsReader`), any other through
+fastavro, whose record is read once into the typed envelope and body.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from runstream._errors import DecodeError
+from runstream.schemas._bodies import body_from_fields
 from runstream.schemas._fastread import MetricsReader
-from runstream.schemas._record import EventRecord
+from runstream.schemas._record import EventRecord, micros
 from runstream.schemas._rules import check_event
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = 10
 
-Event = dict[str, Any]
 Schema = Any
 
 
@@ -57,7 +59,7 @@ class EventCodec:
         self.schema: Schema = self._writers[self.header[2:]]
         self._metrics = MetricsReader()
 
-    def encode(self, event: Event) -> bytes:
+    def encode(self, event: Mapping[str, Any]) -> bytes:
         """Return the single-object encoding of `event` (bodies given as `(record name, dict)`)."""
         out = io.BytesIO()
         out.write(self.header)
@@ -68,13 +70,13 @@ class EventCodec:
         """Return the single-object encoding of `record`."""
         return self.encode(record.avro())
 
-    def decode(self, data: bytes) -> Event:
+    def decode(self, data: bytes) -> EventRecord:
         """Return the event in `data`, checked against the rules; raise `DecodeError` otherwise."""
         event = self.decode_unchecked(data)
         check_event(event)
         return event
 
-    def decode_unchecked(self, data: bytes) -> Event:
+    def decode_unchecked(self, data: bytes) -> EventRecord:
         """Decode without applying the rules (for tools that show bad events)."""
         if len(data) < HEADER_SIZE or data[:2] != MAGIC:
             raise DecodeError("bad_magic", f"message does not start with C3 01 ({data[:2].hex()})")
@@ -97,7 +99,22 @@ class EventCodec:
             raise DecodeError("trailing_bytes", f"{left} bytes after the event")
         if not isinstance(decoded, dict):
             raise DecodeError("truncated", "the Avro body is not a record")
-        return decoded
+        return record_from_avro(decoded)
+
+
+def record_from_avro(decoded: Mapping[str, Any]) -> EventRecord:
+    """The typed record of what fastavro read (`time` a datetime, `producer_id` a UUID)."""
+    kind, fields = decoded["body"]
+    return EventRecord(
+        run_id=decoded["run_id"],
+        experiment=decoded["experiment"],
+        rank=decoded["rank"],
+        world_size=decoded["world_size"],
+        producer_id=str(decoded["producer_id"]),
+        seq=decoded["seq"],
+        time_us=micros(decoded["time"]),
+        body=body_from_fields(kind, fields),
+    )
 
 
 @cache

@@ -15,6 +15,18 @@ from typing import Any
 
 from runstream._errors import DecodeError, ValidationError
 from runstream.schemas import _kinds as kinds
+from runstream.schemas._bodies import (
+    File,
+    Heartbeat,
+    Metrics,
+    Params,
+    RankStraggling,
+    RunStarted,
+    TableRow,
+    Tags,
+    Text,
+)
+from runstream.schemas._record import EventRecord
 
 NAME_MAX = 250
 RUN_ID_MAX = 128
@@ -136,75 +148,79 @@ def check_seconds(field: str, value: object) -> float:
     return seconds
 
 
-def _check_identity(event: Mapping[str, Any]) -> None:
-    check_run_id(event["run_id"])
-    check_name("experiment", event["experiment"])
-    if event["world_size"] < 1 or not 0 <= event["rank"] < event["world_size"]:
+def _check_identity(event: EventRecord) -> None:
+    check_run_id(event.run_id)
+    check_name("experiment", event.experiment)
+    if event.world_size < 1 or not 0 <= event.rank < event.world_size:
         expected = "0 <= rank < world_size"
-        raise ValidationError(
-            "rank", (event["rank"], event["world_size"]), expected, rule="bad_identity"
-        )
-    if event["seq"] < 0:
-        raise ValidationError("seq", event["seq"], "0 or more", rule="bad_identity")
+        raise ValidationError("rank", (event.rank, event.world_size), expected, rule="bad_identity")
+    if event.seq < 0:
+        raise ValidationError("seq", event.seq, "0 or more", rule="bad_identity")
 
 
-def _check_metrics(body: Mapping[str, Any]) -> None:
-    for item in body["values"]:
-        check_name("metric name", item["name"])
+def _check_metrics(body: Metrics) -> None:
+    check_step(body.step)
+    for name, _ in body.values:
+        check_name("metric name", name)
 
 
-def _check_named(body: Mapping[str, Any]) -> None:
-    check_name("name", body["name"])
+def _check_text(body: Text) -> None:
+    check_step(body.step)
+    check_name("name", body.name)
 
 
-def _check_table_row(body: Mapping[str, Any]) -> None:
-    check_name("table", body["table"])
-    for column in body["columns"]:
+def _check_table_row(body: TableRow) -> None:
+    check_name("table", body.table)
+    for column in body.columns:
         check_name("column", column)
 
 
-def _check_maps(body: Mapping[str, Any]) -> None:
-    for field in ("params", "tags"):
-        check_string_map(field, body.get(field, {}))
+def _check_maps(body: Params | Tags | RunStarted) -> None:
+    if not isinstance(body, Tags):
+        check_string_map("params", body.params)
+    if not isinstance(body, Params):
+        check_string_map("tags", body.tags)
 
 
-def _check_heartbeat(body: Mapping[str, Any]) -> None:
-    if body["expect_next_in"] is not None:
-        check_seconds("expect_next_in", body["expect_next_in"])
+def _check_straggling(body: RankStraggling) -> None:
+    check_step(body.step)
 
 
-def _check_file(body: Mapping[str, Any]) -> None:
-    check_name("name", body["name"])
-    if len(body["data"]) > FILE_MAX:
+def _check_heartbeat(body: Heartbeat) -> None:
+    if body.step is not None:
+        check_step(body.step)
+    if body.expect_next_in is not None:
+        check_seconds("expect_next_in", body.expect_next_in)
+
+
+def _check_file(body: File) -> None:
+    if body.step is not None:
+        check_step(body.step)
+    check_name("name", body.name)
+    if len(body.data) > FILE_MAX:
         expected = f"at most {FILE_MAX} bytes"
-        raise ValidationError("data", len(body["data"]), expected, rule="oversize")
+        raise ValidationError("data", len(body.data), expected, rule="oversize")
 
 
-_BODY_RULES: dict[str, Callable[[Mapping[str, Any]], None]] = {
-    kinds.METRICS: _check_metrics,
-    kinds.TEXT: _check_named,
-    kinds.TABLE_ROW: _check_table_row,
-    kinds.PARAMS: _check_maps,
-    kinds.TAGS: _check_maps,
-    kinds.RUN_STARTED: _check_maps,
-    kinds.HEARTBEAT: _check_heartbeat,
-    kinds.FILE: _check_file,
+_BODY_RULES: Mapping[type[Any], Callable[[Any], None]] = {
+    Metrics: _check_metrics,
+    Text: _check_text,
+    TableRow: _check_table_row,
+    Params: _check_maps,
+    Tags: _check_maps,
+    RunStarted: _check_maps,
+    Heartbeat: _check_heartbeat,
+    File: _check_file,
+    RankStraggling: _check_straggling,
 }
 
 
-def _check_body(kind: str, body: Mapping[str, Any]) -> None:
-    if body.get("step") is not None:
-        check_step(body["step"])
-    rule = _BODY_RULES.get(kind)
-    if rule is not None:
-        rule(body)
-
-
-def check_event(event: Mapping[str, Any]) -> None:
+def check_event(event: EventRecord) -> None:
     """Apply every rule to a decoded event; a breach raises `DecodeError` naming the rule."""
     try:
         _check_identity(event)
-        kind, body = event["body"]
-        _check_body(kind, body)
+        rule = _BODY_RULES.get(type(event.body))
+        if rule is not None:
+            rule(event.body)
     except ValidationError as exc:
         raise DecodeError(exc.rule, str(exc)) from exc

@@ -31,10 +31,10 @@ from runstream.deploy.local import StackEndpoints
 from runstream.deploy.local._kafka import KafkaBroker
 from runstream.producer import Run, RunContext, start_async_run, start_run
 from runstream.producer.logging import RunLogHandler
-from runstream.schemas import kinds
+from runstream.schemas import Metrics
 from tests.harness import Harness
 from tests.integration.private import start_broker, stop_broker
-from tests.unit.test_producer_lifecycle import spooled_events
+from tests.spooled import bodies, spooled_events
 
 matplotlib.use("Agg")
 
@@ -527,7 +527,7 @@ def test_a_topic_the_broker_lacks_is_named_in_the_error_and_not_repeated_on_stde
         time.sleep(0.02)
     run.close(timeout=0.5)
     assert any(f"topic {topic!r} does not exist" in str(e) for e in errors), errors
-    kept = [e for e in spooled_events(tmp_path / "spool") if e["body"][0] == kinds.METRICS]
+    kept = bodies(spooled_events(tmp_path / "spool"), Metrics)
     assert len(kept) == step, "every value waits in the spool"
     said = [line for line in capfd.readouterr().err.splitlines() if "not found in cluster" in line]
     assert 1 <= len(said) <= 2, said

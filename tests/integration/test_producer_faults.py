@@ -34,7 +34,7 @@ from runstream.deploy.local._kafka import KafkaBroker, admin_client
 from runstream.producer import CloseReport, Run, RunContext
 from runstream.producer._deadletter import DEAD_LETTERS
 from runstream.producer._spool import Destination, SegmentWriter, SpoolFolder
-from runstream.schemas import default_codec, kinds
+from runstream.schemas import Body, EventRecord, Metrics, Params, default_codec, event_record
 from tests.harness import Harness, read_topic
 from tests.integration.private import start_broker, stop_broker
 from tests.ports import REFUSED, blackholed
@@ -85,7 +85,7 @@ async def count_rows(
 
 async def topic_events(
     servers: str, topic: str, count: int, within: float = 30
-) -> list[dict[str, object]]:
+) -> list[EventRecord]:
     """The events on `topic`, decoded: read from the start until `count` arrived (at most
     `within` seconds), then a little longer, so that one too many would show.
     """
@@ -146,22 +146,25 @@ def seeded_spool(spool: Path, destination: Destination, run_id: str) -> tuple[in
     producer_id = str(uuid.uuid4())
     folder = SpoolFolder.create(spool / producer_id, destination)
     writer = SegmentWriter(folder, segment_bytes=16 * 1024**2)
-    envelope = {
-        "run_id": run_id,
-        "experiment": "faults",
-        "rank": 0,
-        "world_size": 1,
-        "producer_id": producer_id,
-    }
 
-    def event(seq: int, body: tuple[str, dict[str, object]]) -> bytes:
-        return codec.encode({**envelope, "seq": seq, "time": 1_000_000 + seq, "body": body})
+    def event(seq: int, body: Body) -> bytes:
+        record = event_record(
+            run_id=run_id,
+            experiment="faults",
+            rank=0,
+            world_size=1,
+            producer_id=producer_id,
+            seq=seq,
+            kind=body.KIND,
+            body=body,
+            time_us=1_000_000 + seq,
+        )
+        return codec.encode_record(record)
 
     def metric(seq: int) -> bytes:
-        values = [{"name": "loss", "value": float(seq)}]
-        return event(seq, (kinds.METRICS, {"step": seq, "values": values}))
+        return event(seq, Metrics(step=seq, values=[("loss", float(seq))]))
 
-    oversized = event(50, (kinds.PARAMS, {"params": {f"p{i}": "v" * 6000 for i in range(400)}}))
+    oversized = event(50, Params(params={f"p{i}": "v" * 6000 for i in range(400)}))
     writer.append(run_id.encode(), [metric(seq) for seq in range(50)])
     writer.append(run_id.encode(), [oversized])
     writer.append(run_id.encode(), [metric(seq) for seq in range(51, 101)])
@@ -190,7 +193,7 @@ async def test_sync_moves_an_oversized_spooled_event_aside_and_delivers_the_rest
     assert "over its limit" in record["reason"]
     assert base64.b64decode(record["value"]) == oversized
     events = await topic_events(stack.bootstrap_servers, unique_topic, good)
-    assert sorted(int(e["seq"]) for e in events) == [s for s in range(101) if s != 50]  # type: ignore[call-overload]
+    assert sorted(e.seq for e in events) == [s for s in range(101) if s != 50]
     assert [p for p in spool.iterdir() if p.is_dir()] == [], "the delivered folder is gone"
 
 
@@ -243,14 +246,14 @@ async def _a_dead_session_then_the_next_run(
     report = await asyncio.to_thread(run.complete, 60)
     assert report.delivered, report
     on_b = await topic_events(servers, topic_b, 102)
-    assert {e["run_id"] for e in on_b} == {run_b}, "none of A's events reached topic B"
+    assert {e.run_id for e in on_b} == {run_b}, "none of A's events reached topic B"
     assert await topic_events(servers, topic_a, 1, within=5) == []
     synced = await asyncio.to_thread(sync, spool, env)
     assert synced.returncode == 0, synced.stderr
     assert "delivered 2001 events from 1 spool folders" in synced.stderr  # RunStarted too
     on_a = await topic_events(servers, topic_a, 2001)
     assert len(on_a) == 2001
-    assert {e["run_id"] for e in on_a} == {run_a}
+    assert {e.run_id for e in on_a} == {run_a}
 
 
 async def test_sync_to_sends_a_folder_elsewhere_on_purpose(

@@ -26,7 +26,7 @@ import pytest
 from runstream.deploy.local import StackEndpoints
 from runstream.deploy.local import _process as process
 from runstream.deploy.local._kafka import KafkaBroker
-from runstream.schemas import default_codec
+from runstream.schemas import EventRecord, default_codec
 from tests.harness import Harness, end_offsets, read_topic
 
 # Each pause outlasts the courier's send timeout (RUNSTREAM_SEND_TIMEOUT below), so that sends
@@ -63,26 +63,26 @@ def pause_cycles(pid: int, cycles: int, paused: float, resumed: float) -> None:
         time.sleep(resumed)
 
 
-def out_of_order(events: list[dict[str, object]]) -> list[str]:
+def out_of_order(events: list[EventRecord]) -> list[str]:
     """Where, in topic order, a producer session's `seq` does not rise strictly: the session,
     the seq before and the seq found."""
-    last: dict[object, int] = {}
+    last: dict[str, int] = {}
     found = []
     for event in events:
-        session, seq = event["producer_id"], int(event["seq"])  # type: ignore[call-overload]
+        session, seq = event.producer_id, event.seq
         if session in last and seq <= last[session]:
             found.append(f"{session}: {last[session]} then {seq}")
         last[session] = seq
     return found
 
 
-async def topic_in_order(harness: Harness) -> dict[int, list[dict[str, object]]]:
+async def topic_in_order(harness: Harness) -> dict[int, list[EventRecord]]:
     """Every event of the harness's topic, decoded, per partition in offset order."""
     total = sum((await end_offsets(harness.kafka, harness.kafka.topic)).values())
     records = await read_topic(harness.kafka, harness.kafka.topic, count=total, within=60)
     assert len(records) == total, "the whole topic was read"
     codec = default_codec()
-    by_partition: dict[int, list[dict[str, object]]] = defaultdict(list)
+    by_partition: dict[int, list[EventRecord]] = defaultdict(list)
     for record in records:  # read_topic sorts by (partition, offset)
         by_partition[record.partition].append(codec.decode(record.value))
     return by_partition

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from runstream.consumers._store import EventStore, create_staging_tables
-from runstream.schemas import default_codec
+from runstream.schemas import EventRecord, default_codec
 from tests.harness import EventFactory, Harness
 
 
@@ -31,7 +31,7 @@ async def connections(harness: Harness) -> AsyncIterator[list[asyncpg.Connection
             await conn.close()
 
 
-def decoded(messages: list[bytes]) -> list[dict[str, Any]]:
+def decoded(messages: list[bytes]) -> list[EventRecord]:
     codec = default_codec()
     return [codec.decode(message) for message in messages]
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,25 +16,16 @@ from runstream import ValidationError
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream.cli._launch import ANNOUNCE_TIMEOUT, child_env
 from runstream.producer import Run, RunContext
-from runstream.producer._spool import SpoolFolder, SpoolReader
-from runstream.schemas import default_codec, kinds
+from runstream.schemas import EventRecord, LogRecord, RankFinished, Status
 from tests.ports import REFUSED, blackholed
+from tests.spooled import bodies
+from tests.spooled import spooled_events as spooled
 
 RUNSTREAM = [sys.executable, "-m", "runstream.cli"]
 
 
-def spooled_events(spool: Path) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    for path in sorted(p for p in spool.iterdir() if p.is_dir()):
-        reader = SpoolReader(SpoolFolder(path))
-        while batch := reader.next_batch():
-            events.extend(default_codec().decode(value) for _, value in batch)
-            reader.commit()
-    return sorted(events, key=lambda e: e["time"])
-
-
-def bodies(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [body for k, body in (e["body"] for e in events) if k == kind]
+def spooled_events(spool: Path) -> list[EventRecord]:
+    return sorted(spooled(spool), key=lambda e: e.time_us)
 
 
 @pytest.fixture
@@ -57,12 +47,12 @@ def test_set_status_sends_the_whole_run_status_and_ends_the_handle(
     assert finished == [None, "failed"]
     run.close(timeout=0.2)
     events = spooled_events(offline.spool_dir)
-    statuses = bodies(events, kinds.STATUS)
-    assert [(s["state"], s["exit_code"], s["source"]) for s in statuses] == [
+    statuses = bodies(events, Status)
+    assert [(s.state, s.exit_code, s.source) for s in statuses] == [
         ("running", None, "launcher"),
         ("failed", 3, "launcher"),
     ]
-    assert bodies(events, kinds.RANK_FINISHED) == []
+    assert bodies(events, RankFinished) == []
 
 
 def test_set_status_refuses_unknown_states(offline: ProducerConfig) -> None:
@@ -106,9 +96,9 @@ def test_with_kafka_away_the_launcher_still_exits_like_its_command_and_keeps_the
     assert f"Kafka at {REFUSED}" in done.stderr
     assert "runstream sync" in done.stderr
     events = spooled_events(spool)
-    final = bodies(events, kinds.STATUS)[-1]
-    assert (final["state"], final["exit_code"], final["source"]) == ("failed", 3, "launcher")
-    lines = [(b["logger"], b["message"]) for b in bodies(events, kinds.LOG_RECORD)]
+    final = bodies(events, Status)[-1]
+    assert (final.state, final.exit_code, final.source) == ("failed", 3, "launcher")
+    lines = [(b.logger, b.message) for b in bodies(events, LogRecord)]
     assert lines == [("stdout", "bye")]
 
 

@@ -6,7 +6,7 @@ import io
 import json
 import random
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -16,13 +16,28 @@ import pytest
 from runstream import DecodeError
 from runstream.schemas import (
     HEADER_SIZE,
+    Body,
     EventCodec,
+    EventRecord,
+    File,
+    Heartbeat,
+    LogRecord,
+    Metrics,
+    Params,
+    RankFinished,
+    RankStraggling,
+    RunStarted,
+    Status,
+    TableRow,
+    Tags,
+    Text,
     check_event,
     default_codec,
     kinds,
     released_schema_files,
     schema_fingerprint,
 )
+from runstream.schemas._codec import record_from_avro
 from runstream.schemas._fast import MetricsWriter
 from runstream.schemas._fastread import MetricsReader
 from runstream.schemas._rules import _good_run_id
@@ -75,6 +90,50 @@ BODIES: dict[str, dict[str, Any]] = {
 }
 
 
+# The same bodies as the typed records a reader gets, written out field by field.
+TYPED: dict[str, Body] = {
+    kinds.RUN_STARTED: RunStarted(
+        name="baseline",
+        params={"lr": "0.01"},
+        tags={"team": "vision"},
+        host="node-1",
+        pid=4242,
+        command="python train.py",
+        git_commit="abc123",
+    ),
+    kinds.METRICS: Metrics(step=7, values=[("loss", 0.25), ("acc", 0.9)]),
+    kinds.PARAMS: Params(params={"batch_size": "64"}),
+    kinds.TAGS: Tags(tags={"stage": "dev"}),
+    kinds.TEXT: Text(step=0, name="note", value="warming up"),
+    kinds.TABLE_ROW: TableRow(
+        table="fits",
+        columns={"alpha": 0.5, "mse": 3.25, "n": 10, "ok": True, "tag": "x", "gap": None},
+    ),
+    kinds.FILE: File(
+        name="curve.png", media_type="image/png", step=3, data=b"\x89PNG\r\n\x1a\n..."
+    ),
+    kinds.LOG_RECORD: LogRecord(level="INFO", logger="train", message="epoch 1 done"),
+    kinds.HEARTBEAT: Heartbeat(step=12, progress=True, expect_next_in=30.0),
+    kinds.STATUS: Status(state="failed", reason="OOM", exit_code=137, source="launcher"),
+    kinds.RANK_FINISHED: RankFinished(state="completed", reason=None, exit_code=0),
+    kinds.RANK_STRAGGLING: RankStraggling(straggling=True, step=10, leader_step=500),
+}
+
+
+def typed_event(kind: str) -> EventRecord:
+    """The record a reader gets for `make_event(kind, BODIES[kind])`, every field spelled out."""
+    return EventRecord(
+        run_id="run-1",
+        experiment="exp",
+        rank=1,
+        world_size=2,
+        producer_id=PRODUCER,
+        seq=5,
+        time_us=1_700_000_000_123_456,
+        body=TYPED[kind],
+    )
+
+
 def make_event(kind: str, body: dict[str, Any], **envelope: Any) -> dict[str, Any]:
     event = {
         "run_id": "run-1",
@@ -91,22 +150,18 @@ def make_event(kind: str, body: dict[str, Any], **envelope: Any) -> dict[str, An
 
 
 def test_every_body_kind_is_covered() -> None:
-    assert set(BODIES) == set(kinds.BODY_KINDS)
+    assert set(BODIES) == set(kinds.BODY_KINDS) == set(TYPED)
+    assert all(kind == body.KIND for kind, body in TYPED.items())
 
 
 @pytest.mark.parametrize("kind", kinds.BODY_KINDS)
 def test_round_trip(kind: str) -> None:
     codec = default_codec()
     decoded = codec.decode(codec.encode(make_event(kind, BODIES[kind])))
-    assert decoded["body"] == (kind, BODIES[kind])
-    assert decoded["producer_id"] == uuid.UUID(PRODUCER)
-    assert decoded["time"] == datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
-    assert (decoded["run_id"], decoded["rank"], decoded["world_size"], decoded["seq"]) == (
-        "run-1",
-        1,
-        2,
-        5,
-    )
+    assert decoded == typed_event(kind)  # every field
+    assert decoded.kind == kind
+    assert decoded.time == datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
+    assert codec.decode(codec.encode_record(decoded)) == decoded
 
 
 def test_single_object_header() -> None:
@@ -123,12 +178,7 @@ def test_samples_of_every_released_schema_decode(schema_file: str) -> None:
         out = io.BytesIO()
         out.write(b"\xc3\x01" + schema_fingerprint(old))
         fastavro.schemaless_writer(out, old, make_event(kind, body))
-        written = make_event(kind, body)
-        as_read = written | {  # the logical types, as the reader gives them
-            "producer_id": uuid.UUID(written["producer_id"]),
-            "time": datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=written["time"]),
-        }
-        assert default_codec().decode(out.getvalue()) == as_read, kind  # every field
+        assert default_codec().decode(out.getvalue()) == typed_event(kind), kind  # every field
 
 
 @pytest.mark.parametrize(
@@ -194,9 +244,10 @@ def test_nan_metric_values_are_kept() -> None:
         "step": 1,
         "values": [{"name": "loss", "value": float("nan")}, {"name": "g", "value": float("inf")}],
     }
-    values = codec.decode(codec.encode(make_event(kinds.METRICS, body)))["body"][1]["values"]
-    assert values[0]["value"] != values[0]["value"]
-    assert values[1]["value"] == float("inf")
+    decoded = codec.decode(codec.encode(make_event(kinds.METRICS, body))).body
+    assert isinstance(decoded, Metrics)
+    assert decoded.values[0][1] != decoded.values[0][1]
+    assert decoded.values[1] == ("g", float("inf"))
 
 
 def test_fast_metrics_writer_matches_codec() -> None:
@@ -220,7 +271,8 @@ def test_fast_metrics_writer_matches_codec() -> None:
 
 
 def _fastavro_reads(data: bytes) -> Any:
-    """What fastavro alone makes of a message of the current schema: the event, or the exception."""
+    """What the codec's fastavro path makes of a message of the current schema: the record, or
+    the exception."""
     body = io.BytesIO(data[HEADER_SIZE:])
     try:
         event = fastavro.schemaless_reader(
@@ -228,7 +280,8 @@ def _fastavro_reads(data: bytes) -> Any:
         )
     except Exception as exc:
         return exc
-    return ValueError("trailing bytes") if body.read() else event
+    assert isinstance(event, dict)
+    return ValueError("trailing bytes") if body.read() else record_from_avro(event)
 
 
 def _random_metrics_message(rng: random.Random) -> bytes:
@@ -260,7 +313,8 @@ def _mutated(rng: random.Random, data: bytes) -> bytes:
 
 
 def test_fast_metrics_reader_agrees_with_fastavro() -> None:
-    """The hand-rolled Metrics reader returns fastavro's event, and only for what fastavro reads."""
+    """The hand-rolled Metrics reader returns the record of fastavro's event, and only for what
+    fastavro reads."""
     rng = random.Random(11)
     reader = MetricsReader()
     accepted = 0
@@ -288,14 +342,14 @@ def test_fast_metrics_reader_reads_blocks_with_sizes() -> None:
     event = MetricsReader().read(sized, HEADER_SIZE)
     assert event is not None
     assert event == _fastavro_reads(sized)
-    assert event["body"][1] == body
+    assert event.body == Metrics(step=2, values=[("loss", 0.5), ("acc", 1.0)])
 
 
 def test_codec_falls_back_to_fastavro_for_other_kinds_and_bad_metrics() -> None:
     codec = default_codec()
     text = codec.encode(make_event(kinds.TEXT, BODIES[kinds.TEXT]))
     assert MetricsReader().read(text, HEADER_SIZE) is None
-    assert codec.decode(text)["body"] == (kinds.TEXT, BODIES[kinds.TEXT])
+    assert codec.decode(text) == typed_event(kinds.TEXT)
     metrics = codec.encode(make_event(kinds.METRICS, BODIES[kinds.METRICS]))
     with pytest.raises(DecodeError) as caught:
         codec.decode(metrics + b"\x00")
@@ -312,7 +366,8 @@ def test_what_the_decoder_remembers_stays_small_whatever_the_topic_carries() -> 
     data = default_codec().encode(make_event(kinds.METRICS, body, run_id="r" * 3000))
     event = reader.read(data, HEADER_SIZE)
     assert event is not None
-    assert event["body"][1]["values"][0]["name"] == "n" * 5000
+    assert isinstance(event.body, Metrics)
+    assert event.body.values[0][0] == "n" * 5000
     assert max(map(len, reader._strings)) <= 1024
     _good_run_id.cache_clear()
     with pytest.raises(DecodeError):

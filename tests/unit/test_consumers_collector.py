@@ -9,27 +9,28 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from runstream.consumers import LiveRuns, RunCollector, safe_label
-from runstream.schemas import kinds
+from runstream.schemas import EventRecord, event_record, kinds, micros
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def event(
     kind: str, body: dict[str, Any], *, run: str = "r1", rank: int = 0, at: float = 0
-) -> dict[str, Any]:
-    return {
-        "run_id": run,
-        "experiment": "exp",
-        "rank": rank,
-        "world_size": 2,
-        "producer_id": uuid.uuid4(),
-        "seq": 0,
-        "time": T0 + timedelta(seconds=at),
-        "body": (kind, body),
-    }
+) -> EventRecord:
+    return event_record(
+        run_id=run,
+        experiment="exp",
+        rank=rank,
+        world_size=2,
+        producer_id=str(uuid.uuid4()),
+        seq=0,
+        kind=kind,
+        body=body,
+        time_us=micros(T0 + timedelta(seconds=at)),
+    )
 
 
-def metrics(step: int, value: float, **kw: Any) -> dict[str, Any]:
+def metrics(step: int, value: float, **kw: Any) -> EventRecord:
     return event(kinds.METRICS, {"step": step, "values": [{"name": "loss", "value": value}]}, **kw)
 
 

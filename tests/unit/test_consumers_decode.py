@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from runstream.consumers import DeadLetter, decode_batch, decode_record
-from runstream.schemas import default_codec, kinds
+from runstream.schemas import EventRecord, Metrics, default_codec, kinds
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,9 @@ def test_bad_records_become_dead_letters_with_their_reason(
 
 def test_a_good_record_is_an_event_and_nan_values_are_kept() -> None:
     decoded = decode_record(default_codec(), Record(GOOD))
-    assert isinstance(decoded, dict)
-    assert math.isnan(decoded["body"][1]["values"][0]["value"])
+    assert isinstance(decoded, EventRecord)
+    assert isinstance(decoded.body, Metrics)
+    assert math.isnan(decoded.body.values[0][1])
 
 
 def test_a_batch_keeps_topic_order_and_counts_kinds() -> None:

@@ -10,23 +10,24 @@ from typing import Any
 
 from runstream.consumers._rows import HistoryRows, json_storable, storable
 from runstream.consumers._store import fold_runs
-from runstream.schemas import kinds
+from runstream.schemas import EventRecord, event_record, kinds, micros
 
-PID = uuid.uuid4()
+PID = str(uuid.uuid4())
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def event(kind: str, body: dict[str, Any], seq: int = 7, run_id: str = "r1") -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "experiment": "e",
-        "rank": 0,
-        "world_size": 1,
-        "producer_id": PID,
-        "seq": seq,
-        "time": T0,
-        "body": (kind, body),
-    }
+def event(kind: str, body: dict[str, Any], seq: int = 7, run_id: str = "r1") -> EventRecord:
+    return event_record(
+        run_id=run_id,
+        experiment="e",
+        rank=0,
+        world_size=1,
+        producer_id=PID,
+        seq=seq,
+        kind=kind,
+        body=body,
+        time_us=micros(T0),
+    )
 
 
 def test_each_metric_value_is_a_row_with_the_event_identity_and_its_index() -> None:

@@ -7,52 +7,53 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runstream.consumers import RunState
-from runstream.schemas import kinds
+from runstream.schemas import EventRecord, event_record, kinds, micros
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def event(
     kind: str, body: dict[str, Any], *, rank: int = 0, world: int = 1, at: float = 0
-) -> dict[str, Any]:
-    return {
-        "run_id": "r1",
-        "experiment": "exp",
-        "rank": rank,
-        "world_size": world,
-        "producer_id": uuid.uuid4(),
-        "seq": 0,
-        "time": T0 + timedelta(seconds=at),
-        "body": (kind, body),
-    }
+) -> EventRecord:
+    return event_record(
+        run_id="r1",
+        experiment="exp",
+        rank=rank,
+        world_size=world,
+        producer_id=str(uuid.uuid4()),
+        seq=0,
+        kind=kind,
+        body=body,
+        time_us=micros(T0 + timedelta(seconds=at)),
+    )
 
 
-def fold(*events: dict[str, Any]) -> RunState:
+def fold(*events: EventRecord) -> RunState:
     run = RunState.first_seen(events[0])
     for e in events:
         run.apply(e)
     return run
 
 
-def started(**kw: Any) -> dict[str, Any]:
+def started(**kw: Any) -> EventRecord:
     body = {"name": "n", "params": {"lr": "0.1"}, "tags": {}, "host": "h", "pid": 1, "command": "c"}
     return event(kinds.RUN_STARTED, body | {"git_commit": None}, **kw)
 
 
-def metrics(step: int, **kw: Any) -> dict[str, Any]:
+def metrics(step: int, **kw: Any) -> EventRecord:
     return event(kinds.METRICS, {"step": step, "values": [{"name": "loss", "value": 1.0}]}, **kw)
 
 
-def finished(state: str, **kw: Any) -> dict[str, Any]:
+def finished(state: str, **kw: Any) -> EventRecord:
     return event(kinds.RANK_FINISHED, {"state": state, "reason": "why", "exit_code": 3}, **kw)
 
 
-def status(state: str, source: str = "run", **kw: Any) -> dict[str, Any]:
+def status(state: str, source: str = "run", **kw: Any) -> EventRecord:
     body = {"state": state, "reason": "r", "exit_code": None, "source": source}
     return event(kinds.STATUS, body, **kw)
 
 
-def heartbeat(step: int | None = None, *, progress: bool = False, **kw: Any) -> dict[str, Any]:
+def heartbeat(step: int | None = None, *, progress: bool = False, **kw: Any) -> EventRecord:
     body = {"step": step, "progress": progress, "expect_next_in": None}
     return event(kinds.HEARTBEAT, body, **kw)
 
@@ -272,12 +273,12 @@ def test_a_lost_run_forgotten_by_whom_returns_when_any_rank_speaks() -> None:
 # -- verdicts against the run's own events, ordered by offsets of the run's partition ----------
 
 
-def verdict(state: str, judged_through: int | None, *, rank: int = 0) -> dict[str, Any]:
+def verdict(state: str, judged_through: int | None, *, rank: int = 0) -> EventRecord:
     body = {"state": state, "reason": "w", "source": "watchdog", "judged_through": judged_through}
     return event(kinds.STATUS, body, rank=rank, world=2)
 
 
-def fold_at(run: RunState, *events: tuple[dict[str, Any], int | None]) -> RunState:
+def fold_at(run: RunState, *events: tuple[EventRecord, int | None]) -> RunState:
     for e, offset in events:
         run.apply(e, offset)
     return run

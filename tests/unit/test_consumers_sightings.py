@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from dataclasses import replace
 
 from aiokafka import TopicPartition
 
@@ -11,7 +11,7 @@ from runstream.consumers._loop import FetchProgress
 from runstream.consumers._sightings import PartitionSight, WatchedRuns
 from runstream.consumers._steprates import StepRates
 from runstream.consumers._verdicts import WatchPolicy
-from runstream.schemas import kinds
+from runstream.schemas import EventRecord, Heartbeat, Metrics, event_record, kinds
 
 TP = TopicPartition("events", 0)
 POLICY = WatchPolicy(stall_after=60, lost_after=30, straggler_window=10)
@@ -21,17 +21,18 @@ def seen(at: float, highwater: int, position: int) -> FetchProgress:
     return FetchProgress(at, highwater, position)
 
 
-def heartbeat(rank: int = 0, *, trainer_time: Any = 0) -> dict[str, Any]:
-    return {
-        "run_id": "r1",
-        "experiment": "exp",
-        "rank": rank,
-        "world_size": 1,
-        "producer_id": uuid.uuid4(),
-        "seq": 0,
-        "time": trainer_time,
-        "body": (kinds.HEARTBEAT, {"step": None, "progress": False, "expect_next_in": None}),
-    }
+def heartbeat(rank: int = 0, *, trainer_time: int = 0) -> EventRecord:
+    return event_record(
+        run_id="r1",
+        experiment="exp",
+        rank=rank,
+        world_size=1,
+        producer_id=str(uuid.uuid4()),
+        seq=0,
+        kind=kinds.HEARTBEAT,
+        body=Heartbeat(),
+        time_us=trainer_time,
+    )
 
 
 def test_a_partition_read_to_its_end_with_fresh_fetches_is_never_blind() -> None:
@@ -60,7 +61,7 @@ def test_no_fetch_response_makes_the_time_since_the_last_tick_blind() -> None:
 def test_events_are_stamped_on_receipt_whatever_the_trainer_clock_says() -> None:
     runs = WatchedRuns(POLICY, stale_after=3, finished_ttl=600)
     runs.observe({TP: seen(1000, 1, 1)}, 1000, 1000)
-    runs.fold(TP, [heartbeat(trainer_time=None)], 1000)
+    runs.fold(TP, [heartbeat(trainer_time=0)], 1000)  # a trainer clock 1000 s behind
     for t in range(1001, 1025):
         runs.observe({TP: seen(t, 1, 1)}, t, t)
     assert runs.verdicts(1025) == []
@@ -90,11 +91,8 @@ def test_a_rate_needs_a_whole_window_then_follows_the_steps() -> None:
     assert rates.rate("r", 0) is None
 
 
-def metrics(rank: int, step: int) -> dict[str, Any]:
-    event = heartbeat(rank)
-    event["world_size"] = 2
-    event["body"] = (kinds.METRICS, {"step": step, "values": [{"name": "x", "value": 1.0}]})
-    return event
+def metrics(rank: int, step: int) -> EventRecord:
+    return replace(heartbeat(rank), world_size=2, body=Metrics(step=step, values=[("x", 1.0)]))
 
 
 def test_a_gap_that_lasts_less_than_the_hold_is_a_courier_catching_up_not_a_straggler() -> None:
@@ -122,11 +120,11 @@ def test_a_verdict_carries_the_last_offset_read_and_settles_unless_overtaken() -
         runs.observe({TP: seen(t, 8, 8)}, t, t)
     (lost,) = runs.verdicts(1032)
     assert (lost.outcome, lost.judged_through) == ("lost", 7)
-    body = lost.body | {"judged_through": lost.judged_through}
-    verdict = heartbeat() | {"body": (kinds.STATUS, body)}
+    body = replace(lost.body, judged_through=lost.judged_through)
+    verdict = replace(heartbeat(), body=body)
 
     runs.fold(TP, [heartbeat()], 1032, [8])  # the rank spoke while the verdict was being sent
     runs.settle([verdict])
     assert runs.runs["r1"].status == "running"
-    runs.settle([verdict | {"body": (kinds.STATUS, body | {"judged_through": 8})}])
+    runs.settle([replace(verdict, body=replace(body, judged_through=8))])
     assert runs.runs["r1"].status == "lost"

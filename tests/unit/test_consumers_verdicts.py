@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from runstream.consumers import RankState, RunState, WatchPolicy, judge
 from runstream.consumers._verdicts import assess
-from runstream.schemas import kinds
+from runstream.schemas import RankStraggling, Status, kinds
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 POLICY = WatchPolicy(stall_after=60, lost_after=30, straggler_steps=100)
@@ -45,12 +45,13 @@ def test_a_healthy_run_gets_no_verdict() -> None:
 
 def test_one_silent_rank_makes_the_run_lost() -> None:
     [verdict] = judge(run(rank(0), rank(1, heard=31)), NOW, POLICY)
-    assert (verdict.kind, verdict.outcome, verdict.body["source"]) == (
+    assert isinstance(verdict.body, Status)
+    assert (verdict.kind, verdict.outcome, verdict.body.source) == (
         kinds.STATUS,
         "lost",
         "watchdog",
     )
-    assert "rank 1" in verdict.body["reason"]
+    assert "rank 1" in (verdict.body.reason or "")
 
 
 def test_heartbeats_without_progress_make_it_stalled() -> None:
@@ -89,7 +90,7 @@ def test_a_rank_trailing_the_leader_by_more_than_the_margin_straggles_then_catch
     assert (verdict.kind, verdict.rank, verdict.body) == (
         kinds.RANK_STRAGGLING,
         2,
-        {"straggling": True, "step": 10, "leader_step": 200},
+        RankStraggling(straggling=True, step=10, leader_step=200),
     )
     slow.straggling, slow.last_step = True, 150
     assert outcomes(state) == [(2, "caught_up")]
@@ -102,7 +103,8 @@ def test_ranks_without_steps_are_not_stragglers() -> None:
 def test_the_lost_verdict_names_the_first_silent_rank() -> None:
     [verdict] = judge(run(rank(0), rank(1, heard=40), rank(2, heard=31)), NOW, POLICY)
     assert (verdict.rank, verdict.outcome) == (1, "lost")
-    assert "rank 1, 2" in verdict.body["reason"]
+    assert isinstance(verdict.body, Status)
+    assert "rank 1, 2" in (verdict.body.reason or "")
 
 
 def test_an_expected_rank_never_heard_from_is_lost_after_lost_after_from_the_start() -> None:

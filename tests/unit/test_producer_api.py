@@ -26,9 +26,9 @@ from runstream.producer._problems import ProblemReporter
 from runstream.producer._rounds import RoundScheduler
 from runstream.producer._shipper import Shipper
 from runstream.producer._spool import SegmentCursor, SpoolFolder
-from runstream.schemas import default_codec, kinds
+from runstream.schemas import Metrics, default_codec
 from tests.ports import REFUSED, blackholed
-from tests.unit.test_producer_lifecycle import spooled_events
+from tests.spooled import bodies, spooled_events
 
 
 @pytest.fixture
@@ -94,11 +94,7 @@ def test_implicit_steps_count_per_name(tmp_path: Path) -> None:
     run.log("a", 4.0)
     run.log_metrics({"a": 5.0, "b": 2.0})
     run.close(timeout=0.2)
-    steps = [
-        (body["values"][0]["name"], body["step"])
-        for kind, body in (e["body"] for e in spooled_events(tmp_path))
-        if kind == kinds.METRICS
-    ]
+    steps = [(body.values[0][0], body.step) for body in bodies(spooled_events(tmp_path), Metrics)]
     assert steps == [("a", 0), ("a", 1), ("b", 0), ("a", 10), ("a", 11), ("a", 12)]
 
 
@@ -156,7 +152,7 @@ def test_spool_full_drops_are_counted_and_reported(tmp_path: Path) -> None:
     on_disk = spooled_events(tmp_path)
     assert report.remaining == len(on_disk), "the report counts what the spool kept"
     assert run.events_logged - report.remaining > 0, "the rest was dropped, not kept in memory"
-    kept = [e["body"][1]["step"] for e in on_disk if e["body"][0] == kinds.METRICS]
+    kept = [body.step for body in bodies(on_disk, Metrics)]
     assert 0 < len(kept) < 2_000
     assert kept == list(range(len(kept))), "drops come once the spool is full: a gapless prefix"
 
@@ -202,7 +198,7 @@ def test_close_with_a_dead_broker_returns_and_says_what_is_left(tmp_path: Path) 
     assert not report.delivered
     assert report.remaining == 101  # RunStarted + 100 values
     assert Path(report.spool_path).is_dir()
-    assert len([e for e in spooled_events(tmp_path) if e["body"][0] == kinds.METRICS]) == 100
+    assert len(bodies(spooled_events(tmp_path), Metrics)) == 100
 
 
 def test_a_full_memory_queue_spills_to_disk_and_loses_nothing(tmp_path: Path) -> None:
@@ -213,11 +209,7 @@ def test_a_full_memory_queue_spills_to_disk_and_loses_nothing(tmp_path: Path) ->
     for step in range(5_000):
         run.log("loss", float(step), step=step)
     run.close(timeout=0.2)
-    steps = [
-        body["step"]
-        for kind, body in (e["body"] for e in spooled_events(tmp_path))
-        if kind == kinds.METRICS
-    ]
+    steps = [body.step for body in bodies(spooled_events(tmp_path), Metrics)]
     assert steps == list(range(5_000)), "in order, none lost, none twice"
 
 
@@ -233,7 +225,7 @@ def metrics_on_disk(spool: Path) -> int:
                 if not frames:
                     break
                 decoded = (default_codec().decode(value) for _, value in frames)
-                count += sum(e["body"][0] == kinds.METRICS for e in decoded)
+                count += sum(isinstance(e.body, Metrics) for e in decoded)
                 cursor = SegmentCursor(segment, end)
     return count
 
@@ -375,7 +367,7 @@ def test_quiet_rounds_doze_and_the_next_event_wakes_them(
             time.sleep(0.005)
         logged = time.monotonic()
         run.log("loss", 0.25, step=7)
-        while not any(e["body"][0] == kinds.METRICS for e in spooled_events(tmp_path)):
+        while not bodies(spooled_events(tmp_path), Metrics):
             time.sleep(0.005)
         took = time.monotonic() - logged
         # Promised within a flush interval; one more for this poll and a busy core. The doze

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,9 @@ import pytest
 from runstream import ClosedError, ValidationError
 from runstream._config import KafkaConfig, ProducerConfig
 from runstream.producer import Run, RunContext, _base
-from runstream.schemas import kinds
+from runstream.schemas import Metrics, Text
 from tests.ports import REFUSED
-from tests.unit.test_producer_lifecycle import spooled_events
+from tests.spooled import bodies, spooled_events
 
 # Known and new names, floats and other numbers, omitted, repeated, backward and large steps,
 # NaN and infinities: the C path takes some, hands the others to Python.
@@ -61,13 +60,13 @@ def _counting(run: Run) -> list[bool]:
 def _metrics(tmp_path: Path, name: str) -> list[tuple[Any, ...]]:
     found = []
     for event in spooled_events(tmp_path / name):
-        kind, body = event["body"]
-        if kind == kinds.METRICS:
-            for item in body["values"]:
-                value = "nan" if math.isnan(item["value"]) else item["value"]
-                found.append((event["seq"], event["rank"], body["step"], item["name"], value))
-        elif kind == kinds.TEXT:
-            found.append((event["seq"], event["rank"], body["step"], body["name"], body["value"]))
+        body = event.body
+        if isinstance(body, Metrics):
+            for name_, number in body.values:
+                value = "nan" if math.isnan(number) else number
+                found.append((event.seq, event.rank, body.step, name_, value))
+        elif isinstance(body, Text):
+            found.append((event.seq, event.rank, body.step, body.name, body.value))
     return found
 
 
@@ -112,21 +111,15 @@ def test_long_varints_and_the_clock_are_encoded_as_the_codec_reads_them(tmp_path
     after = time.time_ns() // 1000
     assert answers.count(True) == 20_000  # the first one met a new name
     run.close(timeout=1.0)
-    events = [e for e in spooled_events(tmp_path / "long") if e["body"][0] == kinds.METRICS]
-    assert [e["body"][1]["step"] for e in events] == [*range(3_000_000, 3_020_000), 2**62]
-    assert [e["body"][1]["values"][0]["value"] for e in events[:-1]] == [
+    events = [e for e in spooled_events(tmp_path / "long") if isinstance(e.body, Metrics)]
+    metrics = bodies(events, Metrics)
+    assert [body.step for body in metrics] == [*range(3_000_000, 3_020_000), 2**62]
+    assert [body.values[0][1] for body in metrics[:-1]] == [
         step / 7 for step in range(3_000_000, 3_020_000)
     ]
-    assert [e["seq"] for e in events] == sorted({e["seq"] for e in events})
-    assert events[-1]["seq"] > 2**14
-    assert all(before <= _micros(e["time"]) <= after for e in events)
-
-
-def _micros(moment: datetime | int) -> int:
-    """A decoded `time` field in microseconds since the epoch."""
-    if isinstance(moment, int):
-        return moment
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    assert [e.seq for e in events] == sorted({e.seq for e in events})
+    assert events[-1].seq > 2**14
+    assert all(before <= e.time_us <= after for e in events)
 
 
 @pytest.mark.parametrize("step", [-1, True, 2**63, 1.5, "3"])
@@ -178,5 +171,5 @@ def test_the_c_path_wakes_a_dozing_shipper_and_spills_a_full_memory_queue(tmp_pa
         assert calls["spill"] >= 1
     finally:
         run.close(timeout=1.0)
-    metrics = [e for e in spooled_events(tmp_path / "full") if e["body"][0] == kinds.METRICS]
+    metrics = bodies(spooled_events(tmp_path / "full"), Metrics)
     assert len(metrics) == 400

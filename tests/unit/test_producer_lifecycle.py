@@ -12,21 +12,10 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
-from runstream.producer._spool import SpoolFolder, SpoolReader
-from runstream.schemas import default_codec, kinds
+from runstream.schemas import EventRecord, Metrics, RankFinished
 from tests.ports import REFUSED
-
-
-def spooled_events(spool: Path) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    for path in sorted(spool.iterdir()):
-        reader = SpoolReader(SpoolFolder(path))
-        while batch := reader.next_batch():
-            events.extend(default_codec().decode(value) for _, value in batch)
-            reader.commit()
-    return events
+from tests.spooled import bodies, spooled_events
 
 
 def run_child(
@@ -51,12 +40,8 @@ def run_child(
     )
 
 
-def finished_states(events: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
-    return [
-        (body["state"], body["reason"])
-        for kind, body in (e["body"] for e in events)
-        if kind == kinds.RANK_FINISHED
-    ]
+def finished_states(events: list[EventRecord]) -> list[tuple[str, str | None]]:
+    return [(body.state, body.reason) for body in bodies(events, RankFinished)]
 
 
 def test_normal_exit_without_complete_marks_completed(tmp_path: Path) -> None:
@@ -90,7 +75,7 @@ def test_sigterm_marks_canceled_and_still_terminates(tmp_path: Path) -> None:
     assert result.returncode == -signal.SIGTERM
     events = spooled_events(tmp_path / "spool")
     assert finished_states(events) == [("canceled", "terminated (SIGTERM)")]
-    assert any(e["body"][0] == kinds.METRICS for e in events), "what was logged before is kept"
+    assert bodies(events, Metrics), "what was logged before is kept"
 
 
 def test_sigterm_during_close_still_ends_the_run_canceled(tmp_path: Path) -> None:
@@ -144,11 +129,10 @@ def test_forked_child_gets_its_own_identity_and_never_ends_the_run(tmp_path: Pat
     events = spooled_events(tmp_path / "spool")
     by_name: dict[str, object] = {}
     for event in events:
-        kind, body_ = event["body"]
-        if kind == kinds.METRICS:
-            by_name[body_["values"][0]["name"]] = event["producer_id"]
+        if isinstance(event.body, Metrics):
+            by_name[event.body.values[0][0]] = event.producer_id
     assert by_name["parent"] != by_name["child"]
-    identities = [(e["producer_id"], e["seq"]) for e in events]
+    identities = [(e.producer_id, e.seq) for e in events]
     assert len(identities) == len(set(identities))
     assert finished_states(events) == [("completed", None)]
 
@@ -175,9 +159,9 @@ def test_a_multiprocessing_worker_leaving_through_os_exit_closes_its_session(
     result = run_child(tmp_path, body)
     assert result.returncode == 0, result.stderr
     names = [
-        body_["values"][0]["name"]
-        for kind, body_ in (e["body"] for e in spooled_events(tmp_path / "spool"))
-        if kind == kinds.METRICS
+        name
+        for body_ in bodies(spooled_events(tmp_path / "spool"), Metrics)
+        for name, _ in body_.values
     ]
     assert names == ["worker"]
 
@@ -194,10 +178,10 @@ def test_system_metrics_when_enabled(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     samples = [
         body_
-        for kind, body_ in (e["body"] for e in spooled_events(tmp_path / "spool"))
-        if kind == kinds.METRICS and body_["values"][0]["name"].startswith("system/")
+        for body_ in bodies(spooled_events(tmp_path / "spool"), Metrics)
+        if body_.values[0][0].startswith("system/")
     ]
     assert len(samples) >= 2
-    names = {v["name"] for v in samples[0]["values"]}
+    names = {name for name, _ in samples[0].values}
     assert {"system/process_cpu_percent", "system/process_rss_bytes"} <= names
-    assert all(s["step"] == 5 for s in samples), "samples sit at the current step: no fake progress"
+    assert all(s.step == 5 for s in samples), "samples sit at the current step: no fake progress"
