@@ -68,12 +68,17 @@ def _end_all(error: BaseException | None) -> None:
     for run in list(_runs):
         if run.finished is not None or run.forked_child:
             continue
-        if error is None:
-            run.end("completed", None, None, run.config.close_timeout)
-        elif isinstance(error, KeyboardInterrupt):
-            run.end("canceled", "interrupted (SIGINT)", None, run.config.close_timeout)
-        else:
-            run.end("failed", describe_error(error), None, run.config.close_timeout)
+        with contextlib.suppress(ClosedError):  # closed by its owner without an end: nothing to say
+            _end(run, error)
+
+
+def _end(run: RunBase, error: BaseException | None) -> None:
+    if error is None:
+        run.end("completed", None, None, run.config.close_timeout)
+    elif isinstance(error, KeyboardInterrupt):
+        run.end("canceled", "interrupted (SIGINT)", None, run.config.close_timeout)
+    else:
+        run.end("failed", describe_error(error), None, run.config.close_timeout)
 
 
 def _at_exit() -> None:

@@ -53,6 +53,15 @@ def test_normal_exit_without_complete_marks_completed(tmp_path: Path) -> None:
     assert "shipper_crashed" not in result.stderr, "closing at exit stops the courier cleanly"
 
 
+def test_a_run_closed_without_an_end_leaves_the_process_quietly(tmp_path: Path) -> None:
+    result = run_child(
+        tmp_path, "run = start_run('lifecycle', run_id='closed')\nrun.log('x', 1.0)\nrun.close()\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Exception ignored" not in result.stderr, result.stderr
+    assert finished_states(spooled_events(tmp_path / "spool")) == []
+
+
 def test_uncaught_exception_marks_failed_with_traceback(tmp_path: Path) -> None:
     result = run_child(tmp_path, "run = start_run('lifecycle')\nraise RuntimeError('diverged')\n")
     assert result.returncode == 1
