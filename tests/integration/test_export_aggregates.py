@@ -24,19 +24,20 @@ _LATEST = (
 
 
 def messages(ranks: list[EventFactory], rng: random.Random) -> list[tuple[bytes, bytes]]:
-    """Every rank's steps (a millisecond apart: the latest by time is the last step), then the
-    watchdog's flag on one rank.
-    """
+    """Every rank's steps (a millisecond apart: the latest by time is the last step)."""
     t0_us = time.time_ns() // 1000
-    sent = [
+    return [
         (r.key, r.event(kinds.METRICS, _values(step, rng), time_us=t0_us + step * 1000 + r.rank))
         for step in range(STEPS)
         for r in ranks
     ]
+
+
+def straggling_flag(ranks: list[EventFactory]) -> list[tuple[bytes, bytes]]:
+    """The watchdog's flag on one rank (it goes on the verdict topic)."""
     flag = {"straggling": True, "step": 3, "leader_step": STEPS - 1}
     straggler = ranks[STRAGGLER]
-    sent.append((straggler.key, straggler.event(kinds.RANK_STRAGGLING, flag)))
-    return sent
+    return [(straggler.key, straggler.event(kinds.RANK_STRAGGLING, flag))]
 
 
 def _values(step: int, rng: random.Random) -> dict[str, object]:
@@ -50,6 +51,7 @@ async def test_aggregates_on_metrics_equal_sql_over_the_latest_values(harness: H
     run_id = f"agg-{harness.suffix}"
     ranks = [EventFactory(run_id, "scale", rank=r, world_size=RANKS) for r in range(RANKS)]
     await produce(harness.kafka, messages(ranks, random.Random(16)))
+    await produce(harness.kafka, straggling_flag(ranks), topic=harness.kafka.verdict_topic)
     await harness.wait_for_rows(
         "SELECT count(*) FROM metrics", RANKS * STEPS * len(NAMES), within=120
     )
