@@ -73,7 +73,8 @@ def describe(removal: Removal) -> str:
     """`3 runs, 1,204 rows (metrics 1,200, runs 3, …)`: tables with no row left out."""
     tables = ", ".join(f"{t} {n:,}" for t, n in sorted(removal.rows.items()) if n)
     runs = f"{len(removal.runs)} run{'s' * (len(removal.runs) != 1)}"
-    return f"{runs}, {removal.total:,} rows" + (f" ({tables})" if tables else "")
+    values = f", {removal.values:,} metric values" if removal.values else ""
+    return f"{runs}, {removal.total:,} rows{values}" + (f" ({tables})" if tables else "")
 
 
 def _confirmed(plan: Removal) -> bool:

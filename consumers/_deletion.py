@@ -1,7 +1,9 @@
 """Deleting runs and experiments: every row of a run, in every table, in one transaction.
 
 Which tables hold a run's rows is read from the catalog — every table of the schema with a
-`run_id` column — so a table that a later migration adds is covered without a change here.
+`run_id` column (a partitioned table once, not each partition; views never) — so a table that a
+later migration adds is covered without a change here. Metric values are counted as rows of
+`metric_chunks` (a chunk holds many) and as values.
 A deletion names whole run ids (never prefixes), refuses unknown ids and, unless forced, runs
 that are not finished: nothing is removed when any of them is refused. It removes what
 PostgreSQL holds; events of a deleted run that are still in Kafka come back only if a consumer
@@ -25,12 +27,11 @@ LIVE_STATES = ("running", "stalled", "lost")
 """States of a run that has not finished: deleting one needs `force`."""
 
 _RUN_TABLES = """
-SELECT c.table_name
-FROM information_schema.columns c
-JOIN information_schema.tables t USING (table_schema, table_name)
-WHERE c.table_schema = current_schema() AND c.column_name = 'run_id'
-  AND t.table_type = 'BASE TABLE'
-ORDER BY c.table_name
+SELECT c.relname AS table_name
+FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+  AND NOT c.relispartition AND a.attname = 'run_id' AND NOT a.attisdropped
+ORDER BY c.relname
 """
 
 
@@ -49,6 +50,8 @@ class Removal:
     runs: tuple[str, ...]
     rows: Mapping[str, int]
     experiments: tuple[str, ...] = ()
+    values: int = 0
+    """Metric values in the removed chunks."""
 
     @property
     def total(self) -> int:
@@ -72,7 +75,8 @@ async def plan_run_deletion(conn: Connection, run_ids: Sequence[str], *, force: 
     live = [run_id for run_id in ids if states[run_id] in LIVE_STATES]
     if live and not force:
         raise DeletionRefused("not finished (give force to delete anyway)", live)
-    return Removal(runs=ids, rows=await _count(conn, ids))
+    values = await conn.fetchval(_VALUES, list(ids))
+    return Removal(runs=ids, rows=await _count(conn, ids), values=values)
 
 
 async def plan_experiment_deletion(
@@ -87,13 +91,14 @@ async def plan_experiment_deletion(
     runs = await conn.fetch("SELECT run_id FROM runs WHERE experiment = ANY($1)", wanted)
     removal = await plan_run_deletion(conn, [r["run_id"] for r in runs], force=force)
     rows = dict(removal.rows) | {"experiments": len(wanted)}
-    return Removal(runs=removal.runs, rows=rows, experiments=tuple(wanted))
+    return Removal(runs=removal.runs, rows=rows, experiments=tuple(wanted), values=removal.values)
 
 
 async def delete(conn: Connection, plan: Removal) -> Removal:
     """Carry out `plan` in one transaction; return what was removed, counted by PostgreSQL."""
     removed: dict[str, int] = {}
     async with conn.transaction():
+        values = await conn.fetchval(_VALUES, list(plan.runs))
         for table in await run_tables(conn):
             status = await conn.execute(
                 f"DELETE FROM {_quoted(table)} WHERE run_id = ANY($1)", list(plan.runs)
@@ -104,9 +109,10 @@ async def delete(conn: Connection, plan: Removal) -> Removal:
                 "DELETE FROM experiments WHERE name = ANY($1)", list(plan.experiments)
             )
             removed["experiments"] = _affected(status)
-    return Removal(runs=plan.runs, rows=removed, experiments=plan.experiments)
+    return Removal(runs=plan.runs, rows=removed, experiments=plan.experiments, values=values)
 
 
+_VALUES = "SELECT coalesce(sum(n), 0)::bigint FROM metric_chunks WHERE run_id = ANY($1)"
 _EXPERIMENTS = (
     "SELECT name FROM experiments WHERE name = ANY($1) "
     "UNION SELECT experiment FROM runs WHERE experiment = ANY($1)"

@@ -1,21 +1,17 @@
 """`EventStore`: writes one batch of decoded events to PostgreSQL in one transaction.
 
 Every round trip counts (on a busy machine each one waits for the scheduler twice), so a batch of
-metrics is five: BEGIN; lock and read its runs with their ranks; COPY the values; one statement
-that upserts `metric_latest`, the runs, their ranks and experiments; COMMIT.
+metrics is six: BEGIN; lock and read its runs with their ranks; read the batch's marks; COPY the
+values as chunks; one statement that upserts `metric_latest`, the marks, the runs, their ranks and
+experiments; COMMIT.
 
-Metric values, nearly all of the rows, take a fast path: the COPY goes straight into `metrics` and
-`metric_latest` is summarized in Python (`_latest`). The primary key holds the event
-identity, so a batch that was partly stored before (a redelivery after a crash or a rebalance)
-makes that COPY fail on a duplicate; the transaction is then rolled back and the batch written
-again on the exact path, which also serves every other history table: a COPY into the session-local
-staging table (`stage_*`, emptied at every commit) and one `INSERT … SELECT … ON CONFLICT DO
-NOTHING`. There `metric_latest` is updated from the rows the insert actually returned, so a replay
-never counts a value twice. Runs touched by the batch are locked, folded (`RunState.apply`) and
-written back in the same transaction.
-
-The window over the inserted rows is ordered like the `DISTINCT ON` that picks the newest value of
-each (run, metric, rank), so PostgreSQL sorts the batch once.
+Metric values, nearly all of the rows, are written as chunks (`_chunks`): exactly-once by the
+marks of each producer session, with stored values looked up only for events at or below their
+mark (a redelivery, a replayed spool); `metric_latest` is summarized in Python (`_latest`) from the
+values actually written, so a replay never counts a value twice. Every other history table takes a
+COPY into the session-local staging table (`stage_*`, emptied at every commit) and one `INSERT …
+SELECT … ON CONFLICT DO NOTHING` on its unique key, which holds the event identity. Runs touched by
+the batch are locked first, folded (`RunState.apply`) and written back in the same transaction.
 """
 
 from __future__ import annotations
@@ -25,8 +21,16 @@ from typing import Any
 
 import asyncpg
 
+from runstream.consumers._chunks import (
+    MARK_COLUMNS,
+    UPSERT_MARKS,
+    ChunkWriter,
+    Session,
+    mark_arrays,
+    seq_ranges,
+)
 from runstream.consumers._database import Connection
-from runstream.consumers._latest import LATEST_COLUMNS, MERGE_LATEST, summarize, upsert_latest
+from runstream.consumers._latest import LATEST_COLUMNS, summarize, upsert_latest
 from runstream.consumers._rows import COLUMNS, HistoryRows, Row, as_arrays
 from runstream.consumers._runstate import RunState, with_offsets
 from runstream.consumers._runtable import (
@@ -40,34 +44,17 @@ from runstream.consumers._runtable import (
 )
 from runstream.schemas import EventRecord
 
-STAGING_TABLES = tuple(COLUMNS)
-_RUNS_FROM = 1 + len(LATEST_COLUMNS)
+STAGING_TABLES = tuple(table for table in COLUMNS if table != "metrics")
+_MARKS_FROM = 1 + len(LATEST_COLUMNS)
+_RUNS_FROM = _MARKS_FROM + len(MARK_COLUMNS)
 _RANKS_FROM = _RUNS_FROM + len(RUN_COLUMNS)
 WRITE_BACK = (
     f"WITH latest AS ({upsert_latest(1)}), "
+    f"marks AS ({UPSERT_MARKS.format(_MARKS_FROM, _MARKS_FROM + 1, _MARKS_FROM + 2)}), "
     f"written_runs AS ({upsert_runs(_RUNS_FROM)}), "
     f"written_ranks AS ({upsert_ranks(_RANKS_FROM)}) "
     + insert_experiments(_RUNS_FROM + RUN_COLUMNS.index("experiment"))
 )
-
-_NEWEST_INSERTED = """
-WITH inserted AS (
-    INSERT INTO metrics (run_id, name, step, rank, time, value, producer_id, seq, idx)
-    SELECT run_id, name, step, rank, time, value, producer_id, seq, idx FROM stage_metrics
-    ON CONFLICT DO NOTHING
-    RETURNING run_id, name, rank, step, time, value, seq, idx
-), newest AS (
-    SELECT DISTINCT ON (run_id, name, rank) run_id, name, rank, step, time, value,
-           count(*) OVER w AS n, min(value) OVER w AS lo, max(value) OVER w AS hi
-    FROM inserted
-    WINDOW w AS (PARTITION BY run_id, name, rank ORDER BY time DESC, seq DESC, idx DESC
-                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-    ORDER BY run_id, name, rank, time DESC, seq DESC, idx DESC
-)
-INSERT INTO metric_latest AS m (run_id, name, rank, step, time, value, count, min, max)
-SELECT run_id, name, rank, step, time, value, n, lo, hi FROM newest
-"""
-_INSERT_METRICS = _NEWEST_INSERTED + MERGE_LATEST
 
 
 def _insert(table: str) -> str:
@@ -78,7 +65,7 @@ def _insert(table: str) -> str:
     )
 
 
-_INSERTS = {table: _insert(table) for table in COLUMNS} | {"metrics": _INSERT_METRICS}
+_INSERTS = {table: _insert(table) for table in COLUMNS if table != "metrics"}
 
 
 async def create_staging_tables(conn: asyncpg.Connection[asyncpg.Record]) -> None:
@@ -105,18 +92,6 @@ def fold_runs(
     return touched
 
 
-class _AlreadyStored(Exception):
-    """Some metric rows of the batch are in PostgreSQL already: write it on the exact path."""
-
-
-async def copy_new_metrics(conn: Connection, rows: list[Row]) -> None:
-    """COPY `rows` into `metrics` (every one must be new)."""
-    try:
-        await conn.copy_records_to_table("metrics", records=rows, columns=COLUMNS["metrics"])
-    except asyncpg.UniqueViolationError as exc:
-        raise _AlreadyStored from exc
-
-
 async def insert_staged(conn: Connection, table: str, rows: list[Row]) -> None:
     """COPY `rows` into `table`'s staging table, then insert those not stored yet."""
     await conn.copy_records_to_table(f"stage_{table}", records=rows, columns=COLUMNS[table])
@@ -125,6 +100,9 @@ async def insert_staged(conn: Connection, table: str, rows: list[Row]) -> None:
 
 class EventStore:
     """Writes batches of events into PostgreSQL through an asyncpg connection."""
+
+    def __init__(self) -> None:
+        self._chunks = ChunkWriter()
 
     async def write(
         self, conn: Connection, events: Sequence[EventRecord], offsets: Sequence[int] | None = None
@@ -135,32 +113,26 @@ class EventStore:
         history = HistoryRows()
         for event in events:
             history.add(event)
-        try:
-            await self._write(conn, events, offsets, history, fast=True)
-        except _AlreadyStored:
-            await self._write(conn, events, offsets, history, fast=False)
-        count: int = history.count()
-        return count
-
-    async def _write(
-        self,
-        conn: Connection,
-        events: Sequence[EventRecord],
-        offsets: Sequence[int] | None,
-        history: HistoryRows,
-        *,
-        fast: bool,
-    ) -> None:
         latest: list[list[Any]] = []
+        ranges: dict[Session, list[int]] = {}
         async with conn.transaction():
             await claim_runs(conn, events)
             known = await lock_runs(conn, sorted({e.run_id for e in events}))
             for table, rows in history.non_empty().items():
-                if fast and table == "metrics":
-                    await copy_new_metrics(conn, rows)
-                    latest = summarize(rows)
+                if table == "metrics":
+                    ranges = seq_ranges(rows)
+                    fresh = await self._chunks.new_rows(conn, rows, ranges)
+                    if fresh:
+                        await self._chunks.write(conn, fresh)
+                    latest = summarize(fresh)
                 else:
                     await insert_staged(conn, table, rows)
             runs = fold_runs(known, events, offsets).values()
-            arrays = [*as_arrays(latest, len(LATEST_COLUMNS)), *run_arrays(runs)]
+            arrays = [
+                *as_arrays(latest, len(LATEST_COLUMNS)),
+                *mark_arrays(ranges),
+                *run_arrays(runs),
+            ]
             await conn.execute(WRITE_BACK, *arrays)
+        count: int = history.count()
+        return count

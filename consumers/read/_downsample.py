@@ -8,9 +8,12 @@ the step it was logged at (of equal values, the lowest step for the minimum and 
 the maximum). NaN is the highest value (PostgreSQL's order), so a NaN in a bucket shows as its
 maximum.
 
-One pass over the curve's index range: `min`/`max` of `ARRAY[value, step]` compare the value
-first, so the bucket's extreme and its step come out of one hash aggregate, with no sort and no
-second scan. (Steps travel as float8 inside that array: exact up to 2^53.)
+Chunks of stored values (`metric_chunks`) make it cheap: a chunk whose steps all fall in one
+bucket gives its stored extremes (`lo`, `hi` and their steps) without being opened, and only the
+chunks that straddle a bucket boundary are unnested, so a long curve reads a few values per bucket
+instead of all of them. `min`/`max` of `ARRAY[value, step]` compare the value first, so the
+bucket's extreme and its step come out of one hash aggregate, with no sort. (Steps travel as
+float8 inside that array: exact up to 2^53.)
 """
 
 from __future__ import annotations
@@ -26,11 +29,25 @@ DOWNSAMPLED_COLUMNS = ("run_id", "name", "step", "rank", "value")
 
 # The same form serves Grafana's panels (deploy/grafana), with its own scope and point budget.
 _BUCKETS = """
-    SELECT m.run_id, m.name, {series} AS rank,
-           min(ARRAY[m.value, m.step::float8]) AS low, max(ARRAY[m.value, m.step::float8]) AS high
-    FROM metrics m JOIN curves c ON m.run_id = c.run_id AND m.name = c.name
-    WHERE {rank}
-    GROUP BY m.run_id, m.name, 3, (m.step - c.lo) * {buckets} / (c.hi - c.lo + 1)
+    WITH chunks AS NOT MATERIALIZED (
+        SELECT m.run_id, m.name, {series} AS rank, c.lo AS first, c.hi - c.lo + 1 AS span, m.lo,
+               m.lo_step, m.hi, m.hi_step, m.steps, m.vals,
+               (m.step_lo - c.lo) * {buckets} / (c.hi - c.lo + 1) AS bucket,
+               (m.step_hi - c.lo) * {buckets} / (c.hi - c.lo + 1) AS last_bucket
+        FROM metric_chunks m JOIN curves c ON m.run_id = c.run_id AND m.name = c.name
+        WHERE {rank}
+    )
+    SELECT run_id, name, rank, min(low) AS low, max(high) AS high
+    FROM (
+        SELECT run_id, name, rank, bucket,
+               ARRAY[lo, lo_step::float8] AS low, ARRAY[hi, hi_step::float8] AS high
+        FROM chunks WHERE bucket = last_bucket
+        UNION ALL
+        SELECT run_id, name, rank, (v.step - first) * {buckets} / span,
+               ARRAY[v.value, v.step::float8], ARRAY[v.value, v.step::float8]
+        FROM chunks, unnest(steps, vals) AS v(step, value) WHERE bucket <> last_bucket
+    ) points
+    GROUP BY run_id, name, rank, bucket
 """
 _ENDS = """
     SELECT DISTINCT b.run_id, b.name, e.point[2]::bigint AS step, b.rank, e.point[1] AS value
@@ -40,15 +57,13 @@ _ENDS = """
 
 def curves_sql(where: str) -> str:
     """The curves (run_id, name, lo, hi) that `metric_latest` rows matching `where` name, with
-    their first and last step: two index probes each.
+    their first and last step (from their chunks' step ranges).
     """
     return f"""
-    SELECT l.run_id, l.name,
-        (SELECT step FROM metrics WHERE run_id = l.run_id AND name = l.name
-         ORDER BY step LIMIT 1) AS lo,
-        (SELECT step FROM metrics WHERE run_id = l.run_id AND name = l.name
-         ORDER BY step DESC LIMIT 1) AS hi
-    FROM (SELECT DISTINCT run_id, name FROM metric_latest WHERE {where}) l
+    SELECT l.run_id, l.name, s.lo, s.hi
+    FROM (SELECT DISTINCT run_id, name FROM metric_latest WHERE {where}) l,
+    LATERAL (SELECT min(step_lo) AS lo, max(step_hi) AS hi FROM metric_chunks
+             WHERE run_id = l.run_id AND name = l.name) s
 """
 
 

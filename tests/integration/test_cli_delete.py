@@ -25,10 +25,11 @@ from runstream.producer.logging import RunLogHandler
 
 RUNSTREAM = [sys.executable, "-m", "runstream.cli"]
 RUN_TABLES = """
-SELECT c.table_name FROM information_schema.columns c
-JOIN information_schema.tables t USING (table_schema, table_name)
-WHERE c.table_schema = 'public' AND c.column_name = 'run_id' AND t.table_type = 'BASE TABLE'
+SELECT c.relname AS table_name FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+  AND NOT c.relispartition AND a.attname = 'run_id'
 """
+VALUES = "SELECT count(*) FROM metrics WHERE run_id = $1"
 Counts = dict[str, int]
 
 
@@ -67,6 +68,15 @@ async def counts_of(url: str, run_ids: list[str]) -> dict[str, Counts]:
         await conn.close()
 
 
+async def values_of(url: str, run_ids: list[str]) -> dict[str, int]:
+    """Metric values stored of each run (the `metrics` view over the chunks)."""
+    conn = await asyncpg.connect(url)
+    try:
+        return {run_id: await conn.fetchval(VALUES, run_id) for run_id in run_ids}
+    finally:
+        await conn.close()
+
+
 async def experiment_exists(url: str, name: str) -> bool:
     conn = await asyncpg.connect(url)
     try:
@@ -77,11 +87,12 @@ async def experiment_exists(url: str, name: str) -> bool:
 
 def wait_stored(url: str, run_ids: list[str]) -> dict[str, Counts]:
     """The runs' counts once each is completed with every kind of row persisted."""
-    kinds = ("metrics", "text_metrics", "table_rows", "files", "log_records", "metric_latest")
+    kinds = ("metric_chunks", "text_metrics", "table_rows", "files", "log_records", "metric_latest")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         counts = asyncio.run(counts_of(url, run_ids))
-        if all(counts[r]["metrics"] == 50 and all(counts[r][k] for k in kinds) for r in run_ids):
+        values = asyncio.run(values_of(url, run_ids))
+        if all(values[r] == 50 and all(counts[r][k] for k in kinds) for r in run_ids):
             return counts
         time.sleep(0.3)
     pytest.fail(f"persist did not store {run_ids}: {counts}")
@@ -114,8 +125,10 @@ def test_runs_delete_removes_every_row_of_the_run_and_nothing_else(
     done = cli(run_env, "runs", "delete", runs[0], "--yes")
     assert done.returncode == 0, done.stderr
     total = sum(before[runs[0]].values())
-    assert f"deleted 1 run, {total:,} rows" in done.stdout
+    assert f"deleted 1 run, {total:,} rows, 50 metric values" in done.stdout
     after = asyncio.run(counts_of(stack.admin_url, runs))
+    left = asyncio.run(values_of(stack.admin_url, runs))
+    assert left == {runs[0]: 0, runs[1]: 50, runs[2]: 50}
     assert set(after[runs[0]].values()) == {0}
     assert after[runs[1]] == before[runs[1]]
     assert after[runs[2]] == before[runs[2]]
@@ -129,7 +142,7 @@ def test_experiments_delete_removes_its_runs_and_itself_only(
     done = cli(run_env, "experiments", "delete", experiment, "--yes")
     assert done.returncode == 0, done.stderr
     rows = sum(before[runs[0]].values()) + sum(before[runs[1]].values()) + 1
-    assert f"deleted 2 runs, {rows:,} rows" in done.stdout
+    assert f"deleted 2 runs, {rows:,} rows, 100 metric values" in done.stdout
     after = asyncio.run(counts_of(stack.admin_url, runs))
     assert set(after[runs[0]].values()) == set(after[runs[1]].values()) == {0}
     assert after[runs[2]] == before[runs[2]]
@@ -163,7 +176,7 @@ def test_a_live_run_is_deleted_only_with_force(
         run.log("loss", 1.0, step=0)
         assert run.flush(timeout=30)
         deadline = time.monotonic() + 30
-        while not asyncio.run(counts_of(stack.admin_url, [run_id]))[run_id]["metrics"]:
+        while not asyncio.run(values_of(stack.admin_url, [run_id]))[run_id]:
             assert time.monotonic() < deadline, "persist did not store the live run"
             time.sleep(0.2)
         refused = cli(run_env, "runs", "delete", run_id, "--yes")

@@ -237,7 +237,7 @@ async def test_a_real_watchdog_verdict_reaches_postgresql(
     [
         "INSERT INTO experiments (name) VALUES ('forged')",
         "UPDATE runs SET status = 'failed'",
-        "DELETE FROM metrics",
+        "DELETE FROM metric_chunks",
         "CREATE TABLE forged (x int)",
     ],
 )

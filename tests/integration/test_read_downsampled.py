@@ -1,9 +1,11 @@
 """Downsampled curve reads keep each step bucket's min and max exactly (real PostgreSQL).
 
 Random curves (uneven step gaps, repeated steps, spikes, NaN, two ranks) are written straight into
-a database of the test's own; `Client.metrics(points=…)` and `curve_points` (what `plot` reads)
-must return, per (run, metric, rank) curve, exactly SQL's min and max of every step bucket, as
-points that were stored, and no more than the budget.
+a database of the test's own, as chunks of random sizes (1 to 400 values: some lie inside one step
+bucket and are read by their stored extremes, others straddle buckets and are opened);
+`Client.metrics(points=…)` and `curve_points` (what `plot` reads) must return, per (run, metric,
+rank) curve, exactly SQL's min and max of every step bucket, as points that were stored, and no
+more than the budget.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from runstream._config import DatabaseConfig
+from runstream.consumers._chunks import CHUNK_COLUMNS, chunk_row
 from runstream.consumers.read import AsyncClient
 from runstream.consumers.read.queries import curve_points
 from tests.harness import Harness
@@ -50,17 +53,22 @@ def curve(rng: random.Random, count: int) -> list[tuple[int, float]]:
 
 async def store(conn: asyncpg.Connection, run_id: str, rng: random.Random) -> None:
     producer, t0 = uuid.uuid4(), datetime(2026, 1, 1, tzinfo=UTC)
-    rows, latest = [], []
+    chunks, latest = [], []
     for name, count in CURVES.items():
         for rank in (0, 1):
-            points = curve(rng, count)
+            points, rows = curve(rng, count), []
             for seq, (step, value) in enumerate(points):
                 at = t0 + timedelta(milliseconds=seq)
                 rows.append((run_id, name, step, rank, at, value, producer, seq + rank * 10**6, 0))
+            while rows:
+                size = rng.randint(1, 400)
+                chunks.append(chunk_row((run_id, name, rank, str(producer)), rows[:size]))
+                rows = rows[size:]
             latest.append((run_id, name, rank, points[-1][0], t0, points[-1][1]))
     await conn.execute("INSERT INTO experiments (name) VALUES ('long')")
     await conn.execute("INSERT INTO runs (run_id, experiment) VALUES ($1, 'long')", run_id)
-    await conn.copy_records_to_table("metrics", records=rows)
+    await conn.execute("SELECT metric_chunks_partition($1)", t0)
+    await conn.copy_records_to_table("metric_chunks", records=chunks, columns=CHUNK_COLUMNS)
     columns = ["run_id", "name", "rank", "step", "time", "value"]
     await conn.copy_records_to_table("metric_latest", records=latest, columns=columns)
 
