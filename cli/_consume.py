@@ -84,7 +84,11 @@ def persist_command(address_file: AddressFile = None) -> None:
     registry = CollectorRegistry()
     options = LoopOptions.persist(settings.persist_group)
     service = PersistService(
-        settings.kafka(), settings.database(), registry=registry, options=options
+        settings.kafka(),
+        settings.database(),
+        registry=registry,
+        options=options,
+        storage=settings.storage(),
     )
     address = settings.persist_health_address
     _serve(service.run, registry, address, "RUNSTREAM_PERSIST_HEALTH_ADDRESS", address_file)

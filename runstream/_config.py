@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -212,6 +213,24 @@ class ExportConfig:
         _positive("idle_ttl", self.idle_ttl)
         if self.ranks_limit < 1:
             raise ConfigError(f"ranks_limit={self.ranks_limit!r}: expected 1 or more")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """Persist's upkeep of metric storage (`runstream.consumers._maintenance`).
+
+    `compact_interval`: seconds between rounds merging the small chunks of the runs written;
+    `retention`: how long metric values are kept (whole months past it are dropped), or None
+    to keep them until their run is deleted.
+    """
+
+    compact_interval: float = 60.0
+    retention: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        _positive("compact_interval", self.compact_interval)
+        if self.retention is not None and self.retention <= timedelta(0):
+            raise ConfigError(f"retention={self.retention!r}: expected a positive duration")
 
 
 def _no_password() -> bytes:

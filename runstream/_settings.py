@@ -6,6 +6,7 @@ frozen config objects built here. Defaults point at the local stack (`runstream 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -21,12 +22,14 @@ from runstream._config import (
     ExportConfig,
     KafkaConfig,
     ProducerConfig,
+    StorageConfig,
 )
 
 # Each default is declared once: by the frozen config it ends up in, or by `runstream._local`.
 _KAFKA = KafkaConfig()
 _PRODUCER = ProducerConfig()
 _EXPORT = ExportConfig()
+_STORAGE = StorageConfig()
 _LOCAL_READER = _local.database_url(_local.READER_ROLE)
 
 
@@ -102,6 +105,15 @@ class Settings(BaseSettings):
         _EXPORT.ranks_limit,
         description="Ranks of a run with per-rank metric series on /metrics (beyond: rank 0 and "
         "straggling ranks only; every rank is in the cross-rank aggregates)",
+    )
+    compact_interval: float = Field(
+        _STORAGE.compact_interval,
+        description="Seconds between persist's rounds merging small metric chunks",
+    )
+    retention_days: float | None = Field(
+        None,
+        description="Days metric values are kept (whole months past it are dropped by persist); "
+        "unset: until the run is deleted",
     )
     # Local stack
     stack_dir: Path = Field(Path(".stack"), description="State folder of the local stack")
@@ -196,6 +208,14 @@ class Settings(BaseSettings):
             finished_ttl=self.finished_run_ttl,
             idle_ttl=self.idle_run_ttl,
             ranks_limit=self.export_ranks_limit,
+        )
+
+    def storage(self) -> StorageConfig:
+        """Persist's upkeep of metric storage: compaction and retention."""
+        days = self.retention_days
+        return StorageConfig(
+            compact_interval=self.compact_interval,
+            retention=None if days is None else timedelta(days=days),
         )
 
     def database(self, *, read_only: bool = False) -> DatabaseConfig:
