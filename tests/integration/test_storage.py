@@ -17,7 +17,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,7 +37,7 @@ from runstream.consumers._maintenance import (
 )
 from runstream.consumers._store import EventStore, create_staging_tables
 from runstream.deploy.local import StackEndpoints
-from runstream.schemas import EventRecord, default_codec, kinds
+from runstream.schemas import EventRecord, Metrics, default_codec, kinds
 from tests.harness import EventFactory, create_database, database_url, drop_database
 
 VALUES = "SELECT run_id, name, step, rank, time, value, producer_id, seq, idx FROM metrics"
@@ -99,7 +99,7 @@ async def write(conn: asyncpg.Connection, batches: Sequence[Sequence[EventRecord
         await store.write(conn, batch)
 
 
-def spelled(row: Sequence[Any]) -> tuple[Any, ...]:
+def spelled(row: Iterable[Any]) -> tuple[Any, ...]:
     """`row` with NaN spelled out, so equal rows compare equal."""
     return tuple("NaN" if v != v else v for v in row)  # noqa: PLR0124
 
@@ -168,9 +168,11 @@ async def _reference(batches: Sequence[Sequence[EventRecord]]) -> Counter[tuple[
     """The values of `batches`, each once, as the `metrics` view spells them."""
     found: Counter[tuple[Any, ...]] = Counter()
     for event in {(e.producer_id, e.seq): e for batch in batches for e in batch}.values():
-        for idx, (name, logged) in enumerate(event.body.values):
+        body = event.body
+        assert isinstance(body, Metrics)
+        for idx, (name, logged) in enumerate(body.values):
             value = "NaN" if logged != logged else logged  # noqa: PLR0124
-            key = (event.run_id, name, event.body.step, event.rank, event.time, value)
+            key = (event.run_id, name, body.step, event.rank, event.time, value)
             found[(*key, uuid.UUID(event.producer_id), event.seq, idx)] += 1
     return found
 
