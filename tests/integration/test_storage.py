@@ -154,12 +154,13 @@ async def test_compaction_merges_small_chunks_and_changes_no_value(
 
 
 async def test_persist_writes_after_compaction_land_once(conn: asyncpg.Connection) -> None:
-    """A batch that is half replay (already compacted) and half new stores only the new half."""
+    """A batch that is half replay (already compacted) and half new, its new half delivered
+    twice in it, stores only the new half, once."""
     run_id = f"compact-{uuid.uuid4().hex[:8]}"
     batches = small_batches(run_id, random.Random(17), datetime.now(UTC))
     await write(conn, batches[:60])
     await compact_run(conn, run_id)
-    await write(conn, [[*batches[50], *batches[60]], *batches[61:]])
+    await write(conn, [[*batches[50], *batches[60], *batches[60]], *batches[61:]])
     expected = await _reference(batches)
     assert await stored(conn) == expected
 
