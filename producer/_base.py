@@ -173,8 +173,7 @@ class RunBase:
             pairs.append((name, check_value(name, value)))
         if step is None:
             step = max((self._steps.get(name, 0) for name, _ in pairs), default=0)
-        else:
-            check_step(step)
+        check_step(step)
         for name, _ in pairs:
             self._steps[name] = step + 1
         self.max_step = max(self.max_step, step)
@@ -206,9 +205,9 @@ class RunBase:
 
         A plain int in range is taken without calling `check_step`: this runs on every `log()`.
         """
-        if step is None:
+        if step is None:  # a name's own count may pass the last step there is
             step = self._steps.get(name, 0)
-        elif step.__class__ is not int or step < 0 or step > STEP_MAX:
+        if step.__class__ is not int or step < 0 or step > STEP_MAX:
             check_step(step)
         self._steps[name] = step + 1
         self.max_step = max(self.max_step, step)

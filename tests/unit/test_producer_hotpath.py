@@ -135,6 +135,20 @@ def test_bad_steps_of_a_known_name_raise_and_log_nothing(tmp_path: Path, step: o
         run.close(timeout=0.5)
 
 
+def test_a_count_past_the_last_step_raises_and_logs_nothing(tmp_path: Path) -> None:
+    run = _run(tmp_path, "end")
+    try:
+        run.log("loss", 1.0, 2**63 - 1)
+        logged = run.events_logged
+        with pytest.raises(ValidationError):
+            run.log("loss", 2.0)
+        with pytest.raises(ValidationError):
+            run.log_metrics({"loss": 2.0})
+        assert run.events_logged == logged
+    finally:
+        run.close(timeout=0.5)
+
+
 def test_a_closed_run_refuses_a_known_name_too(tmp_path: Path) -> None:
     run = _run(tmp_path, "closed")
     run.log("loss", 1.0)
