@@ -127,6 +127,7 @@ static PyTypeObject LogStateType = {
 
 typedef struct {
     PyObject_HEAD
+    vectorcallfunc vectorcall;
     LogState *state;          /* the run's */
     PyObject *writer;         /* MetricsWriter, for `encode_name` on a name it has not cached */
     PyObject *encoded;        /* dict: name -> Avro string bytes (the writer's cache) */
@@ -309,16 +310,13 @@ submit(FastLog *self, PyObject *payload)
 
 /* (name, value, step) -> True when logged; False, with nothing done, for the Python path. */
 static PyObject *
-fastlog_call(FastLog *self, PyObject *args, PyObject *kwargs)
+fastlog_vectorcall(FastLog *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    PyObject *name, *value, *step_obj;
-    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+    if (PyVectorcall_NARGS(nargsf) != 3 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
         PyErr_SetString(PyExc_TypeError, "FastLog takes (name, value, step) by position");
         return NULL;
     }
-    if (!PyArg_UnpackTuple(args, "FastLog", 3, 3, &name, &value, &step_obj)) {
-        return NULL;
-    }
+    PyObject *name = args[0], *value = args[1];
     if (!PyUnicode_CheckExact(name) || !PyFloat_CheckExact(value)) {
         Py_RETURN_FALSE;
     }
@@ -330,7 +328,7 @@ fastlog_call(FastLog *self, PyObject *args, PyObject *kwargs)
         }
         Py_RETURN_FALSE;
     }
-    long long step = step_for(state, name, step_obj);
+    long long step = step_for(state, name, args[2]);
     if (step < 0) {
         if (step == NOT_MINE) {
             Py_RETURN_FALSE;
@@ -406,6 +404,7 @@ fastlog_init(FastLog *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->intake, Py_NewRef(intake));
     Py_XSETREF(self->pending, pending);
     self->memory_events = memory_events;
+    self->vectorcall = (vectorcallfunc)fastlog_vectorcall;
     return 0;
 }
 
@@ -449,10 +448,11 @@ static PyTypeObject FastLogType = {
                         "step) -> True when logged, False when the Python path must take the "
                         "call (nothing done then)."),
     .tp_basicsize = sizeof(FastLog),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_new = PyType_GenericNew,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = PyType_GenericNew, /* a call before __init__ raises: no vectorcall yet */
     .tp_init = (initproc)fastlog_init,
-    .tp_call = (ternaryfunc)fastlog_call,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(FastLog, vectorcall),
     .tp_traverse = (traverseproc)fastlog_traverse,
     .tp_clear = (inquiry)fastlog_clear,
     .tp_dealloc = (destructor)fastlog_dealloc,
