@@ -7,15 +7,15 @@ the run (`complete`, `fail`, `cancel`) block, each bounded by its timeout.
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from runstream._config import ProducerConfig
 from runstream._errors import ClosedError, ValidationError
 from runstream.producer._context import RunContext
+from runstream.producer._hotstate import fast_log, new_log_state
 from runstream.producer._problems import ErrorCallback, ProblemReporter
 from runstream.producer._shipper import CloseReport, Shipper
 from runstream.producer._values import Cell, run_started_body, string_map, table_row
@@ -32,13 +32,6 @@ from runstream.schemas import (
 )
 from runstream.schemas._fast import MetricsWriter
 from runstream.schemas._rules import MESSAGE_MAX, STEP_MAX
-
-try:
-    from runstream.producer import _hotpath
-
-    FastLog: type[_hotpath.FastLog] | None = _hotpath.FastLog
-except ImportError:  # built without a C compiler: the Python path takes every call
-    FastLog = None
 
 if TYPE_CHECKING:
     from runstream.producer._system import SystemSampler
@@ -61,9 +54,7 @@ class RunBase:
         self.problems = ProblemReporter(on_error)
         self._codec = default_codec()
         self._key = context.run_id.encode()
-        self._steps: dict[str, int] = {}
-        self._names: set[str] = set()
-        self.max_step = -1
+        self._state = new_log_state()  # what every `log()` reads and changes, C's and Python's
         self.expect_next_in: float | None = None
         self.finished: str | None = None
         self.forked_child = False
@@ -82,29 +73,12 @@ class RunBase:
         """A producer session: identity (producer_id, seq) and the shipper that owns the spool."""
         self._shipper = Shipper(self.config, self.problems, self._key, on_tick=self._tick)
         self.producer_id = self._shipper.producer_id
-        self._seq = itertools.count()
+        self._state.new_session()
         c = self.context
         self._metrics = MetricsWriter(
             self._codec, c.run_id, c.experiment, c.rank, c.world_size, self.producer_id
         )
-        self._fast_log = self._fast_path()
-
-    def _fast_path(self) -> Callable[[str, object, int | None], bool] | None:
-        """The C hot path of `log` over this session's objects, or None without it."""
-        if FastLog is None:
-            return None
-        encoded, head, branch = self._metrics.fast_parts()
-        return FastLog(
-            run=self,
-            names=self._names,
-            steps=self._steps,
-            seq=self._seq,
-            writer=self._metrics,
-            encoded=encoded,
-            head=head,
-            branch=branch,
-            intake=self._shipper.intake,
-        )
+        self._fast_log = fast_log(self._state, self._metrics, self._shipper.intake)
 
     def restart_after_fork(self) -> None:
         """In a forked child: a new producer session, so identities never meet the parent's."""
@@ -155,35 +129,36 @@ class RunBase:
         if isinstance(value, str):
             self.log_text(name, value, step)
             return
-        if name not in self._names:
+        state = self._state
+        if name not in state.names:
             self._new_name(name)
         number = value if value.__class__ is float else check_value(name, value)
         step = self._step_for(name, step)
         payload = self._metrics.encode_one(
-            next(self._seq), time.time_ns() // 1000, step, name, number
+            state.next_seq(), time.time_ns() // 1000, step, name, number
         )
         self._shipper.submit(payload)
 
     def log_metrics(self, metrics: Mapping[str, object], step: int | None = None) -> None:
         """Log several values at one step (MLflow `log_metrics`, W&B `log`); all or nothing."""
+        state = self._state
         pairs = []
         for name, value in metrics.items():
-            if name not in self._names:
+            if name not in state.names:
                 self._new_name(name)
             pairs.append((name, check_value(name, value)))
         if step is None:
-            step = max((self._steps.get(name, 0) for name, _ in pairs), default=0)
-        else:
-            check_step(step)
+            step = max((state.steps.get(name, 0) for name, _ in pairs), default=0)
+        check_step(step)
         for name, _ in pairs:
-            self._steps[name] = step + 1
-        self.max_step = max(self.max_step, step)
-        payload = self._metrics.encode(next(self._seq), time.time_ns() // 1000, step, pairs)
+            state.steps[name] = step + 1
+        state.max_step = max(state.max_step, step)
+        payload = self._metrics.encode(state.next_seq(), time.time_ns() // 1000, step, pairs)
         self._shipper.submit(check_size(kinds.METRICS, payload))
 
     def log_list(self, name: str, values: Iterable[object]) -> None:
         """Log a list of values under one name, at consecutive steps (Azure `log_list`)."""
-        if name not in self._names:
+        if name not in self._state.names:
             self._new_name(name)
         numbers = [check_value(name, v) for v in values]
         for number in numbers:
@@ -198,20 +173,22 @@ class RunBase:
 
     def _new_name(self, name: str) -> None:
         check_name("name", name)
-        if len(self._names) < 100_000:
-            self._names.add(name)
+        names = self._state.names
+        if len(names) < 100_000:
+            names.add(name)
 
     def _step_for(self, name: str, step: int | None) -> int:
         """The step to log `name` at (its own count when None); every call counts it.
 
         A plain int in range is taken without calling `check_step`: this runs on every `log()`.
         """
-        if step is None:
-            step = self._steps.get(name, 0)
-        elif step.__class__ is not int or step < 0 or step > STEP_MAX:
+        state = self._state
+        if step is None:  # a name's own count may pass the last step there is
+            step = state.steps.get(name, 0)
+        if step.__class__ is not int or step < 0 or step > STEP_MAX:
             check_step(step)
-        self._steps[name] = step + 1
-        self.max_step = max(self.max_step, step)
+        state.steps[name] = step + 1
+        state.max_step = max(state.max_step, step)
         return step
 
     # -- tables, files, params, tags ---------------------------------------------------------
@@ -313,12 +290,13 @@ class RunBase:
             self._sampler = SystemSampler()
         values = self._sampler.sample().items()
         # At the current step, so that a sample never looks like training progress.
-        step = max(self.max_step, 0)
-        payload = self._metrics.encode(next(self._seq), time.time_ns() // 1000, step, values)
+        step = max(self._state.max_step, 0)
+        payload = self._metrics.encode(self._state.next_seq(), time.time_ns() // 1000, step, values)
         self._shipper.submit(payload)
 
     def _heartbeat_body(self, *, progress: bool) -> dict[str, Any]:
-        step = self.max_step if self.max_step >= 0 else None
+        max_step = self._state.max_step
+        step = max_step if max_step >= 0 else None
         return {"step": step, "progress": progress, "expect_next_in": self.expect_next_in}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -384,7 +362,7 @@ class RunBase:
             rank=c.rank,
             world_size=c.world_size,
             producer_id=self.producer_id,
-            seq=next(self._seq),
+            seq=self._state.next_seq(),
             kind=kind,
             body=body,
         )

@@ -1,7 +1,8 @@
 """`Intake`: where callers hand encoded events to the background half of the producer.
 
-It is also the one object the C hot path of `log()` (`producer/_hotpath.c`) works with, so its
-layout is public and fixed; C reads these names, and a change here is made there too:
+It is also one of the two objects the C hot path of `log()` (`producer/_hotpath.c`) works with
+(the other is the run's `LogState`, `_hotstate.py`), so its layout is public and fixed; C reads
+these names, and a change here is made there too:
 
 - `pending`: the events handed over and not yet taken to disk. Callers only append to it.
 - `closing`: events that are not final are refused; `ended`: every event is (the thread ended).

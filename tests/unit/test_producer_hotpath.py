@@ -1,4 +1,8 @@
-"""The C hot path of `run.log()` (producer/_hotpath.c) against the Python path it stands for."""
+"""The C hot path of `run.log()` (producer/_hotpath.c) against the Python path it stands for.
+
+The Python path is checked in the two builds it runs in: beside C (the calls C hands over, on C's
+`LogState`) and alone (a build without the extension: `PyLogState`, every call in Python).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ import pytest
 
 from runstream import ClosedError, ValidationError
 from runstream._config import KafkaConfig, ProducerConfig
-from runstream.producer import Run, RunContext, _base
-from runstream.schemas import Metrics, Text
+from runstream.producer import Run, RunContext, _hotpath, _hotstate
+from runstream.producer._hotstate import LogState, PyLogState
+from runstream.schemas import Heartbeat, Metrics, Text
 from tests.ports import REFUSED
 from tests.spooled import bodies, spooled_events
 
@@ -43,6 +48,13 @@ def _run(tmp_path: Path, name: str) -> Run:
     return Run(RunContext(run_id="hot-path", experiment="unit"), config)
 
 
+def _python_only_run(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> Run:
+    """A run as a build without the C extension makes it."""
+    with monkeypatch.context() as patch:
+        patch.setattr(_hotstate, "BUILT", False)
+        return _run(tmp_path, name)
+
+
 def _counting(run: Run) -> list[bool]:
     """Record what the C path answered to each call."""
     fast = run._fast_log
@@ -58,7 +70,8 @@ def _counting(run: Run) -> list[bool]:
 
 
 def _metrics(tmp_path: Path, name: str) -> list[tuple[Any, ...]]:
-    found = []
+    """Metrics, texts and heartbeats (their step is the highest logged), with seq and rank."""
+    found: list[tuple[Any, ...]] = []
     for event in spooled_events(tmp_path / name):
         body = event.body
         if isinstance(body, Metrics):
@@ -67,6 +80,8 @@ def _metrics(tmp_path: Path, name: str) -> list[tuple[Any, ...]]:
                 found.append((event.seq, event.rank, body.step, name_, value))
         elif isinstance(body, Text):
             found.append((event.seq, event.rank, body.step, body.name, body.value))
+        elif isinstance(body, Heartbeat):
+            found.append((event.seq, event.rank, body.step, "heartbeat", body.progress))
     return found
 
 
@@ -77,28 +92,68 @@ def _log_all(run: Run, calls: list[tuple[str, Any, int | None]]) -> None:
 
 def test_the_c_hot_path_is_built() -> None:
     """`pip install -e .` builds it wherever a C compiler is (CI has one)."""
-    assert _base.FastLog is not None
+    assert _hotstate.BUILT
 
 
-def test_the_c_path_logs_what_the_python_path_logs(tmp_path: Path) -> None:
-    fast, slow = _run(tmp_path, "c"), _run(tmp_path, "python")
+def test_the_c_path_logs_what_a_python_only_build_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, slow = _run(tmp_path, "c"), _python_only_run(tmp_path, "python", monkeypatch)
     answers = _counting(fast)
-    slow._fast_log = None
     for run in (fast, slow):
         _log_all(run, CALLS)
+        run.report_progress()  # its step: the highest step logged
+        _log_all(run, [("loss", 0.5, None), ("acc", 0.5, None)])  # where each count stands
     # New names, ints, strings go to Python; known names with floats stay in C.
     assert answers == [
         False, True, False, True, True, False, True, True, True, True, True, True, False, False,
+        True, True,
     ]  # fmt: skip
-    assert fast._steps == slow._steps
-    assert fast.max_step == slow.max_step == 2**63 - 1
     assert fast.events_logged == slow.events_logged
     fast.close(timeout=0.5)
     slow.close(timeout=0.5)
-    assert _metrics(tmp_path, "c") == _metrics(tmp_path, "python")
-    assert [row[2:4] for row in _metrics(tmp_path, "c")][:6] == [
+    events = _metrics(tmp_path, "c")
+    assert events == _metrics(tmp_path, "python")
+    assert [row[2:4] for row in events][:6] == [
         (0, "loss"), (1, "loss"), (7, "acc"), (3, "loss"), (4, "loss"), (8, "acc"),
     ]  # fmt: skip
+    assert [row[2:4] for row in events][-3:] == [
+        (2**63 - 1, "heartbeat"), (1, "loss"), (202, "acc"),
+    ]  # fmt: skip
+
+
+def _use(state: LogState) -> list[object]:
+    """What a run does to its state over two sessions, and what the state says back."""
+    seen: list[object] = [state.max_step, state.next_seq(), state.next_seq()]
+    state.names.add("loss")
+    state.steps["loss"] = 3
+    state.max_step = 2**63 - 1
+    state.new_session()
+    seen += [state.next_seq(), state.max_step, sorted(state.names), state.steps]
+    return seen
+
+
+def test_the_c_state_behaves_as_the_python_state() -> None:
+    assert _use(_hotpath.LogState()) == _use(PyLogState()) == [
+        -1, 0, 1, 0, 2**63 - 1, ["loss"], {"loss": 3},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("python_only", [False, True], ids=["with C", "python only"])
+def test_a_count_past_the_last_step_raises_and_logs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python_only: bool
+) -> None:
+    run = _python_only_run(tmp_path, "end", monkeypatch) if python_only else _run(tmp_path, "end")
+    try:
+        run.log("loss", 1.0, 2**63 - 1)
+        logged = run.events_logged
+        with pytest.raises(ValidationError):
+            run.log("loss", 2.0)
+        with pytest.raises(ValidationError):
+            run.log_metrics({"loss": 2.0})
+        assert run.events_logged == logged
+    finally:
+        run.close(timeout=0.5)
 
 
 def test_long_varints_and_the_clock_are_encoded_as_the_codec_reads_them(tmp_path: Path) -> None:
@@ -127,12 +182,14 @@ def test_bad_steps_of_a_known_name_raise_and_log_nothing(tmp_path: Path, step: o
     run = _run(tmp_path, "bad")
     try:
         run.log("loss", 1.0)
-        logged, steps = run.events_logged, dict(run._steps)
+        logged = run.events_logged
         with pytest.raises(ValidationError):
             run.log("loss", 2.0, step)  # type: ignore[arg-type]
-        assert (run.events_logged, run._steps) == (logged, steps)
+        assert run.events_logged == logged
+        run.log("loss", 3.0)
     finally:
         run.close(timeout=0.5)
+    assert [row[2:5] for row in _metrics(tmp_path, "bad")] == [(0, "loss", 1.0), (1, "loss", 3.0)]
 
 
 def test_a_closed_run_refuses_a_known_name_too(tmp_path: Path) -> None:
