@@ -1,9 +1,10 @@
 """Metric values written as chunks (`metric_chunks`, migration 0005), exactly once.
 
-A batch's metric rows are grouped by series and producer session (run, metric, rank, producer);
-each group, in log order (seq, idx), becomes one chunk row of at most `CHUNK_VALUES` values,
-carrying its extremes (`lo`, `hi` with their steps, in PostgreSQL's order of doubles, where NaN
-is highest) for downsampled reads.
+A batch's metric values are gathered by series and producer session (run, metric, rank,
+producer) straight from the events, as the columns of a chunk (`MetricBatch`): no row per value is
+ever built. Each group becomes one chunk row of at most `CHUNK_VALUES` values, carrying its
+extremes (`lo`, `hi` with their steps, in PostgreSQL's order of doubles, where NaN is highest) for
+downsampled reads, and gives its series' `metric_latest` summary.
 
 Exactly-once: the caller holds the row locks of the batch's runs, so no other writer adds chunks
 to them meanwhile. `metric_marks` holds, per (run, producer session), the highest seq stored; an
@@ -19,7 +20,8 @@ since (retention), the insert fails as retriable and the next attempt creates it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +29,7 @@ import asyncpg
 
 from runstream.consumers._database import Connection, DatabaseUnavailable
 from runstream.consumers._rows import Row, as_arrays
+from runstream.schemas import EventRecord, Metrics
 
 CHUNK_VALUES = 1000
 """Most values in one chunk row (persist's chunks hold one batch's values of a series)."""
@@ -59,62 +62,179 @@ ON CONFLICT (run_id, producer_id) DO UPDATE SET seq_hi = greatest(k.seq_hi, excl
 _NO_PARTITION = "no partition of relation"
 
 Identity = tuple[str, str, int, int]
+"""A stored value: run, producer session, seq, index in its event."""
 Session = tuple[str, str]
+SeriesKey = tuple[str, str, int, str]
+"""(run, metric, rank, producer session): what one chunk holds values of."""
 
 
-def _order(value: float, step: int) -> tuple[int, float, int]:
-    """`ARRAY[value, step]` in PostgreSQL's order: NaN above every number."""
+@dataclass(slots=True)
+class Series:
+    """Values of one series and session, in arrival order, as a chunk's columns."""
+
+    steps: list[int] = field(default_factory=list)
+    times: list[datetime] = field(default_factory=list)
+    vals: list[float] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    idxs: list[int] = field(default_factory=list)
+
+    def append(self, step: int, time: datetime, value: float, seq: int, idx: int) -> None:
+        """Add one value."""
+        self.steps.append(step)
+        self.times.append(time)
+        self.vals.append(value)
+        self.seqs.append(seq)
+        self.idxs.append(idx)
+
+    def cut(self, start: int, stop: int) -> Series:
+        """Values `start` to `stop` (arrival order)."""
+        return Series(
+            self.steps[start:stop], self.times[start:stop], self.vals[start:stop],
+            self.seqs[start:stop], self.idxs[start:stop],
+        )  # fmt: skip
+
+    def pick(self, at: list[int]) -> Series:
+        """The values at positions `at`."""
+        return Series(
+            [self.steps[i] for i in at], [self.times[i] for i in at], [self.vals[i] for i in at],
+            [self.seqs[i] for i in at], [self.idxs[i] for i in at],
+        )  # fmt: skip
+
+    def newest(self) -> int:
+        """Where the newest value is: the highest (time, seq, idx), PostgreSQL's tie-break."""
+        latest = max(self.times)
+        at = [i for i, t in enumerate(self.times) if t == latest]
+        if len(at) == 1:
+            return at[0]
+        return max(at, key=lambda i: (self.seqs[i], self.idxs[i]))
+
+    def extremes(self) -> tuple[float, int, float, int]:
+        """`min`/`max` of `ARRAY[value, step]`: lowest value (lowest step of equals), highest
+        (highest step of equals); NaN is above every number.
+        """
+        vals, steps = self.vals, self.steps
+        total = sum(vals)
+        if total != total:  # noqa: PLR0124 (a NaN, or +inf and -inf: order them one by one)
+            pairs = sorted(zip(vals, steps, strict=True), key=_order)
+            return pairs[0][0], pairs[0][1], pairs[-1][0], pairs[-1][1]
+        lo, hi = min(vals), max(vals)
+        return lo, _step_of(vals, steps, lo, min), hi, _step_of(vals, steps, hi, max)
+
+
+def _step_of(vals: list[float], steps: list[int], value: float, pick: Any) -> int:
+    if vals.count(value) == 1:
+        return steps[vals.index(value)]
+    step: int = pick(s for v, s in zip(vals, steps, strict=True) if v == value)
+    return step
+
+
+def _order(pair: tuple[float, int]) -> tuple[int, float, int]:
+    value, step = pair
     return (1, 0.0, step) if value != value else (0, value, step)  # noqa: PLR0124 (NaN)
 
 
-def chunk_row(key: tuple[str, str, int, str], rows: Sequence[Row]) -> Row:
-    """One chunk row of `rows` (metric rows of one series and session, in log order)."""
-    run_id, name, rank, producer_id = key
-    steps = [row[2] for row in rows]
-    values = [row[5] for row in rows]
-    seqs = [row[7] for row in rows]
-    ordered = sorted(zip(values, steps, strict=True), key=lambda p: _order(*p))
-    (lo, lo_step), (hi, hi_step) = ordered[0], ordered[-1]
-    return (
-        run_id, name, rank, producer_id, min(row[4] for row in rows), min(steps), max(steps),
-        seqs[0], seqs[-1], len(rows), lo, lo_step, hi, hi_step,
-        steps, [row[4] for row in rows], values, seqs, [row[8] for row in rows],
-    )  # fmt: skip
+@dataclass(slots=True)
+class MetricBatch:
+    """One batch's metric values, by series and session; each event counted once."""
 
+    series: dict[SeriesKey, Series] = field(default_factory=dict)
+    ranges: dict[Session, list[int]] = field(default_factory=dict)
+    _seen: set[tuple[str, str, int]] = field(default_factory=set)
 
-def chunk_rows(rows: Iterable[Row]) -> list[Row]:
-    """`rows` (metric rows, columns of the `metrics` view) as chunk rows (`CHUNK_COLUMNS`)."""
-    groups: dict[tuple[str, str, int, str], list[Row]] = {}
-    for row in rows:
-        key = (row[0], row[1], row[3], row[6])
-        found = groups.get(key)
+    def add(self, event: EventRecord, body: Metrics) -> None:
+        """Add the values of one Metrics event (again: nothing)."""
+        run_id, producer_id, seq = event.run_id, event.producer_id, event.seq
+        identity = (run_id, producer_id, seq)
+        if identity in self._seen:
+            return
+        self._seen.add(identity)
+        self._widen((run_id, producer_id), seq)
+        step, rank, time, series = body.step, event.rank, event.time, self.series
+        for idx, (name, value) in enumerate(body.values):
+            key = (run_id, name, rank, producer_id)
+            found = series.get(key)
+            if found is None:
+                found = series[key] = Series()
+            found.append(step, time, value, seq, idx)
+
+    def _widen(self, session: Session, seq: int) -> None:
+        found = self.ranges.get(session)
         if found is None:
-            groups[key] = [row]
-        else:
-            found.append(row)
-    chunks: list[Row] = []
-    for key, members in groups.items():
-        members.sort(key=lambda row: (row[7], row[8]))
-        chunks.extend(
-            chunk_row(key, members[start : start + CHUNK_VALUES])
-            for start in range(0, len(members), CHUNK_VALUES)
-        )
-    return chunks
-
-
-def seq_ranges(rows: Iterable[Row]) -> dict[Session, list[int]]:
-    """The lowest and highest seq of each (run, producer session) in `rows`."""
-    ranges: dict[Session, list[int]] = {}
-    for row in rows:
-        session, seq = (row[0], row[6]), row[7]
-        found = ranges.get(session)
-        if found is None:
-            ranges[session] = [seq, seq]
+            self.ranges[session] = [seq, seq]
         elif seq < found[0]:
             found[0] = seq
         elif seq > found[1]:
             found[1] = seq
-    return ranges
+
+    def count(self) -> int:
+        """Values in the batch."""
+        return sum(len(s.vals) for s in self.series.values())
+
+    def without(self, stored: set[Identity]) -> MetricBatch:
+        """This batch without the values in `stored`."""
+        kept = MetricBatch(ranges=self.ranges)
+        for key, series in self.series.items():
+            run_id, _, _, producer_id = key
+            rest = Series()
+            for i, seq in enumerate(series.seqs):
+                if (run_id, producer_id, seq, series.idxs[i]) not in stored:
+                    rest.append(
+                        series.steps[i], series.times[i], series.vals[i], seq, series.idxs[i]
+                    )
+            if rest.vals:
+                kept.series[key] = rest
+        return kept
+
+    def chunk_rows(self) -> list[Row]:
+        """The chunk rows (`CHUNK_COLUMNS`) of the batch."""
+        rows = []
+        for key, series in self.series.items():
+            size = len(series.vals)
+            if size <= CHUNK_VALUES:
+                rows.append(chunk_row(key, series))
+                continue
+            rows.extend(
+                chunk_row(key, series.cut(start, start + CHUNK_VALUES))
+                for start in range(0, size, CHUNK_VALUES)
+            )
+        return rows
+
+    def latest(self) -> list[list[Any]]:
+        """One `metric_latest` row per (run, metric, rank): newest value, count, min and max."""
+        merged: dict[tuple[str, str, int], list[Any]] = {}
+        for (run_id, name, rank, _), series in self.series.items():
+            newest = series.newest()
+            lo, _, hi, _ = series.extremes()
+            order = (series.times[newest], series.seqs[newest], series.idxs[newest])
+            step, time, value = series.steps[newest], series.times[newest], series.vals[newest]
+            summary = [step, time, value, len(series.vals), lo, hi, order]
+            found = merged.setdefault((run_id, name, rank), summary)
+            if found is not summary:
+                _merge(found, summary)
+        return [[*key, *found[:6]] for key, found in sorted(merged.items())]
+
+
+def _merge(into: list[Any], other: list[Any]) -> None:
+    """Fold one session's summary of a series into another's."""
+    if other[6] > into[6]:
+        into[0], into[1], into[2], into[6] = other[0], other[1], other[2], other[6]
+    into[3] += other[3]
+    if _order((other[4], 0))[:2] < _order((into[4], 0))[:2]:
+        into[4] = other[4]
+    if _order((other[5], 0))[:2] > _order((into[5], 0))[:2]:
+        into[5] = other[5]
+
+
+def chunk_row(key: SeriesKey, series: Series) -> Row:
+    """One chunk row of `series` (one series and session)."""
+    run_id, name, rank, producer_id = key
+    lo, lo_step, hi, hi_step = series.extremes()
+    steps, seqs = series.steps, series.seqs
+    return (
+        run_id, name, rank, producer_id, min(series.times), min(steps), max(steps), min(seqs),
+        max(seqs), len(steps), lo, lo_step, hi, hi_step,
+        steps, series.times, series.vals, seqs, series.idxs,
+    )  # fmt: skip
 
 
 def mark_arrays(ranges: dict[Session, list[int]]) -> list[list[Any]]:
@@ -122,45 +242,29 @@ def mark_arrays(ranges: dict[Session, list[int]]) -> list[list[Any]]:
     return as_arrays([(run, producer, hi) for (run, producer), (_, hi) in ranges.items()], 3)
 
 
-def unique_rows(rows: Iterable[Row]) -> list[Row]:
-    """`rows` without a value repeated in them (the same event delivered twice in one batch)."""
-    seen: set[Identity] = set()
-    unique = []
-    for row in rows:
-        identity = (row[0], row[6], row[7], row[8])
-        if identity not in seen:
-            seen.add(identity)
-            unique.append(row)
-    return unique
-
-
 class ChunkWriter:
-    """Writes metric rows as chunks; remembers which monthly partitions exist."""
+    """Writes metric batches as chunks; remembers which monthly partitions exist."""
 
     def __init__(self) -> None:
         self._months: set[datetime] = set()
 
-    async def new_rows(
-        self, conn: Connection, rows: list[Row], ranges: dict[Session, list[int]]
-    ) -> list[Row]:
-        """The rows of `rows` not stored yet (their runs locked by the caller)."""
-        sessions = list(ranges)
-        marks = await conn.fetch(_MARKS, *as_arrays(sessions, 2))
-        suspect = {
-            (run, producer): (ranges[(run, producer)][0], hi)
+    async def new_values(self, conn: Connection, batch: MetricBatch) -> MetricBatch:
+        """The values of `batch` not stored yet (their runs locked by the caller)."""
+        ranges = batch.ranges
+        marks = await conn.fetch(_MARKS, *as_arrays(list(ranges), 2))
+        suspect = [
+            (run, producer, ranges[(run, producer)][0], hi)
             for run, producer, hi in marks
             if ranges[(run, producer)][0] <= hi
-        }
+        ]
         if not suspect:
-            return unique_rows(rows)
-        lookup = [(run, producer, lo, hi) for (run, producer), (lo, hi) in suspect.items()]
-        stored = await conn.fetch(_STORED, *as_arrays(lookup, 4))
-        seen: set[Identity] = {(r[0], r[1], r[2], r[3]) for r in stored}
-        return unique_rows(row for row in rows if (row[0], row[6], row[7], row[8]) not in seen)
+            return batch
+        stored = await conn.fetch(_STORED, *as_arrays(suspect, 4))
+        return batch.without({(r[0], r[1], r[2], r[3]) for r in stored})
 
-    async def write(self, conn: Connection, rows: list[Row]) -> None:
-        """COPY `rows` (new ones) into `metric_chunks`, creating the months they need."""
-        chunks = chunk_rows(rows)
+    async def write(self, conn: Connection, batch: MetricBatch) -> None:
+        """COPY `batch` (new values only) into `metric_chunks`, creating the months it needs."""
+        chunks = batch.chunk_rows()
         months = {_month(chunk[4]) for chunk in chunks} - self._months
         if months:
             await conn.execute(_ENSURE_PARTITIONS, sorted(months))
@@ -172,6 +276,16 @@ class ChunkWriter:
             self._months.clear()
             raise DatabaseUnavailable(f"a month's partition went away: {exc}") from exc
         self._months |= months
+
+
+def metric_batch(events: Iterable[EventRecord]) -> MetricBatch:
+    """The metric values of `events` (other kinds are skipped)."""
+    batch = MetricBatch()
+    for event in events:
+        body = event.body
+        if type(body) is Metrics:
+            batch.add(event, body)
+    return batch
 
 
 def _month(at: datetime) -> datetime:

@@ -1,5 +1,7 @@
 """Decoded events as rows of the history tables, ready for COPY into the staging tables.
 
+Metric values are not rows: they are gathered into chunks (`_chunks.MetricBatch`).
+
 Every row carries the event identity (producer_id, seq[, idx]). Text that PostgreSQL cannot store
 (NUL characters; NaN and infinities inside jsonb) is made storable here rather than failing the
 batch: a NUL character becomes U+FFFD and non-finite numbers in table rows become the strings "NaN",
@@ -18,7 +20,6 @@ from runstream.schemas import (
     EventRecord,
     File,
     LogRecord,
-    Metrics,
     RankFinished,
     Status,
     TableRow,
@@ -28,7 +29,6 @@ from runstream.schemas import (
 Row = tuple[Any, ...]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "metrics": ("run_id", "name", "step", "rank", "time", "value", "producer_id", "seq", "idx"),
     "text_metrics": ("run_id", "name", "step", "rank", "time", "value", "producer_id", "seq"),
     "table_rows": ("run_id", "table_name", "rank", "time", "row_data", "producer_id", "seq"),
     "files": (
@@ -99,16 +99,6 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _metrics(event: EventRecord, body: Metrics) -> tuple[str, list[Row]]:
-    run_id, step, rank, time = event.run_id, body.step, event.rank, event.time
-    producer_id, seq = event.producer_id, event.seq
-    rows = [
-        (run_id, name, step, rank, time, value, producer_id, seq, idx)
-        for idx, (name, value) in enumerate(body.values)
-    ]
-    return "metrics", rows
-
-
 def _text(event: EventRecord, body: Text) -> tuple[str, list[Row]]:
     row = (
         event.run_id, body.name, body.step, event.rank, event.time,
@@ -152,7 +142,6 @@ def _status(event: EventRecord, body: Status | RankFinished) -> tuple[str, list[
 
 
 _BUILDERS: dict[type[Any], Callable[[EventRecord, Any], tuple[str, list[Row]]]] = {
-    Metrics: _metrics,
     Text: _text,
     TableRow: _table_row,
     File: _file,

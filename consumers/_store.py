@@ -25,12 +25,11 @@ from runstream.consumers._chunks import (
     MARK_COLUMNS,
     UPSERT_MARKS,
     ChunkWriter,
-    Session,
+    MetricBatch,
     mark_arrays,
-    seq_ranges,
 )
 from runstream.consumers._database import Connection
-from runstream.consumers._latest import LATEST_COLUMNS, summarize, upsert_latest
+from runstream.consumers._latest import LATEST_COLUMNS, upsert_latest
 from runstream.consumers._rows import COLUMNS, HistoryRows, Row, as_arrays
 from runstream.consumers._runstate import RunState, with_offsets
 from runstream.consumers._runtable import (
@@ -42,9 +41,9 @@ from runstream.consumers._runtable import (
     upsert_ranks,
     upsert_runs,
 )
-from runstream.schemas import EventRecord
+from runstream.schemas import EventRecord, Metrics
 
-STAGING_TABLES = tuple(table for table in COLUMNS if table != "metrics")
+STAGING_TABLES = tuple(COLUMNS)
 _MARKS_FROM = 1 + len(LATEST_COLUMNS)
 _RUNS_FROM = _MARKS_FROM + len(MARK_COLUMNS)
 _RANKS_FROM = _RUNS_FROM + len(RUN_COLUMNS)
@@ -65,7 +64,7 @@ def _insert(table: str) -> str:
     )
 
 
-_INSERTS = {table: _insert(table) for table in COLUMNS if table != "metrics"}
+_INSERTS = {table: _insert(table) for table in COLUMNS}
 
 
 async def create_staging_tables(conn: asyncpg.Connection[asyncpg.Record]) -> None:
@@ -108,31 +107,32 @@ class EventStore:
         self, conn: Connection, events: Sequence[EventRecord], offsets: Sequence[int] | None = None
     ) -> int:
         """Write `events` (at `offsets` of their topic, when known) in one transaction; return how
-        many history rows were staged.
+        many history rows (metric values counted one by one) were written or found stored.
         """
-        history = HistoryRows()
+        history, metrics = HistoryRows(), MetricBatch()
         for event in events:
-            history.add(event)
+            body = event.body
+            if type(body) is Metrics:
+                metrics.add(event, body)
+            else:
+                history.add(event)
         latest: list[list[Any]] = []
-        ranges: dict[Session, list[int]] = {}
         async with conn.transaction():
             await claim_runs(conn, events)
             known = await lock_runs(conn, sorted({e.run_id for e in events}))
+            if metrics.series:
+                fresh = await self._chunks.new_values(conn, metrics)
+                if fresh.series:
+                    await self._chunks.write(conn, fresh)
+                latest = fresh.latest()
             for table, rows in history.non_empty().items():
-                if table == "metrics":
-                    ranges = seq_ranges(rows)
-                    fresh = await self._chunks.new_rows(conn, rows, ranges)
-                    if fresh:
-                        await self._chunks.write(conn, fresh)
-                    latest = summarize(fresh)
-                else:
-                    await insert_staged(conn, table, rows)
+                await insert_staged(conn, table, rows)
             runs = fold_runs(known, events, offsets).values()
             arrays = [
                 *as_arrays(latest, len(LATEST_COLUMNS)),
-                *mark_arrays(ranges),
+                *mark_arrays(metrics.ranges),
                 *run_arrays(runs),
             ]
             await conn.execute(WRITE_BACK, *arrays)
-        count: int = history.count()
+        count: int = history.count() + metrics.count()
         return count

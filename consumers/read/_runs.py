@@ -40,9 +40,14 @@ SELECT name, count(*) AS ranks, min(rank) AS first_rank, sum(count)::bigint AS c
        (array_agg(step ORDER BY time DESC))[1] AS step
 FROM metric_latest WHERE run_id = $1 GROUP BY name ORDER BY name
 """
+# The last N values by step lie in the N chunks that reach furthest (each holds at least one):
+# only those are opened, however long the curve.
 _RECENT = """
-SELECT value FROM metrics
-WHERE run_id = $1 AND name = $2 AND rank = $3 ORDER BY step DESC LIMIT $4
+SELECT v.value
+FROM (SELECT steps, vals FROM metric_chunks WHERE run_id = $1 AND name = $2 AND rank = $3
+      ORDER BY step_hi DESC LIMIT $4) c,
+     unnest(c.steps, c.vals) AS v(step, value)
+ORDER BY v.step DESC LIMIT $4
 """
 
 

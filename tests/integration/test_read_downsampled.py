@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from runstream._config import DatabaseConfig
-from runstream.consumers._chunks import CHUNK_COLUMNS, chunk_row
+from runstream.consumers._chunks import CHUNK_COLUMNS, Series, chunk_row
 from runstream.consumers.read import AsyncClient
 from runstream.consumers.read.queries import curve_points
 from tests.harness import Harness
@@ -62,7 +62,10 @@ async def store(conn: asyncpg.Connection, run_id: str, rng: random.Random) -> No
                 rows.append((run_id, name, step, rank, at, value, producer, seq + rank * 10**6, 0))
             while rows:
                 size = rng.randint(1, 400)
-                chunks.append(chunk_row((run_id, name, rank, str(producer)), rows[:size]))
+                part = Series()
+                for row in rows[:size]:
+                    part.append(row[2], row[4], row[5], row[7], row[8])
+                chunks.append(chunk_row((run_id, name, rank, str(producer)), part))
                 rows = rows[size:]
             latest.append((run_id, name, rank, points[-1][0], t0, points[-1][1]))
     await conn.execute("INSERT INTO experiments (name) VALUES ('long')")

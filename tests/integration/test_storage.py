@@ -36,6 +36,7 @@ from runstream.consumers._maintenance import (
     expired_months,
 )
 from runstream.consumers._store import EventStore, create_staging_tables
+from runstream.consumers.read.queries import recent_values
 from runstream.deploy.local import StackEndpoints
 from runstream.schemas import EventRecord, Metrics, default_codec, kinds
 from tests.harness import EventFactory, create_database, database_url, drop_database
@@ -154,12 +155,13 @@ async def test_compaction_merges_small_chunks_and_changes_no_value(
 
 
 async def test_persist_writes_after_compaction_land_once(conn: asyncpg.Connection) -> None:
-    """A batch that is half replay (already compacted) and half new stores only the new half."""
+    """A batch that is half replay (already compacted) and half new, its new half delivered
+    twice in it, stores only the new half, once."""
     run_id = f"compact-{uuid.uuid4().hex[:8]}"
     batches = small_batches(run_id, random.Random(17), datetime.now(UTC))
     await write(conn, batches[:60])
     await compact_run(conn, run_id)
-    await write(conn, [[*batches[50], *batches[60]], *batches[61:]])
+    await write(conn, [[*batches[50], *batches[60], *batches[60]], *batches[61:]])
     expected = await _reference(batches)
     assert await stored(conn) == expected
 
@@ -260,3 +262,20 @@ async def test_persist_upkeep_compacts_what_it_wrote_and_applies_retention(
     assert merged is not None
     assert merged > len(sizes)
     assert await stored(conn) == await _reference(recent)
+
+
+async def test_recent_values_come_from_the_chunks_that_reach_furthest(
+    conn: asyncpg.Connection,
+) -> None:
+    """A sparkline's last values by step, with steps logged out of order over many chunks."""
+    run_id = f"recent-{uuid.uuid4().hex[:8]}"
+    session, codec = EventFactory(run_id, "storage"), default_codec()
+    steps = list(range(300))
+    random.Random(20).shuffle(steps)
+    events = [
+        codec.decode(session.event(kinds.METRICS, _body(step, {"acc": step / 1000})))
+        for step in steps
+    ]
+    await write(conn, [events[n : n + 7] for n in range(0, len(events), 7)])
+    assert await conn.fetchval("SELECT count(*) FROM metric_chunks WHERE run_id = $1", run_id) > 40
+    assert await recent_values(conn, run_id, "acc", 0, 12) == [s / 1000 for s in range(288, 300)]

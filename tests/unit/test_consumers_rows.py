@@ -30,16 +30,6 @@ def event(kind: str, body: dict[str, Any], seq: int = 7, run_id: str = "r1") -> 
     )
 
 
-def test_each_metric_value_is_a_row_with_the_event_identity_and_its_index() -> None:
-    rows = HistoryRows()
-    values = [{"name": "a", "value": 1.0}, {"name": "b", "value": 2.0}]
-    rows.add(event(kinds.METRICS, {"step": 3, "values": values}))
-    assert rows.tables["metrics"] == [
-        ("r1", "a", 3, 0, T0, 1.0, PID, 7, 0),
-        ("r1", "b", 3, 0, T0, 2.0, PID, 7, 1),
-    ]
-
-
 def test_heartbeats_and_params_have_no_history_rows() -> None:
     rows = HistoryRows()
     rows.add(event(kinds.HEARTBEAT, {"step": None, "progress": False, "expect_next_in": None}))
