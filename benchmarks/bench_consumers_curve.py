@@ -1,13 +1,14 @@
-"""Reading one run's curve (one metric, every step) from a large `metrics` table.
+"""Reading one run's curve (one metric, every step) from a large store of metric values.
 
     eval "$(runstream stack env --admin)"
     python benchmarks/bench_consumers_curve.py [--rows 100000000] [--keep]
 
-Builds a fresh, migrated database whose `metrics` table holds `--rows` rows: 1,000 runs x 20
-metrics, steps interleaved the way live ingestion writes them (every run's step n before any run's
-step n+1, so one curve's rows are spread over the whole heap). The primary key is dropped for the
-load and rebuilt after (as a bulk restore would), then the table is vacuumed. Prints load time,
-table and index size, the plan, and the latency of reading one curve (first read and warm median).
+Builds a fresh, migrated database that holds `--rows` values: 1,000 runs x 20 metrics, as chunks
+of 1,000 values (`metric_chunks`, what compaction leaves), written the way live ingestion writes
+them (chunk k of every curve before chunk k + 1 of any, so one curve's chunks are spread over the
+whole heap), then vacuumed. Prints load time, table and index size, the plan, and the latency of
+reading one curve through the `metrics` view (first read and warm median). For reads with the
+caches dropped, see bench_storage.py.
 """
 
 from __future__ import annotations
@@ -31,31 +32,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.harness import create_database, database_url, drop_database
 
 RUNS, METRICS = 1000, 20
-CHUNK = 10_000_000
-_LOAD = """
-INSERT INTO metrics (run_id, name, step, rank, time, value, producer_id, seq, idx)
-SELECT 'run-' || (g % $3), 'metric_' || ((g / $3) % $4), g / ($3 * $4), 0,
-       timestamptz '2026-01-01' + g * interval '1 millisecond', random(), $5::uuid, g, 0
-FROM generate_series($1::bigint, $2::bigint - 1) g
+CHUNK = 1000
+_LOAD = f"""
+INSERT INTO metric_chunks
+SELECT 'run-' || r, 'metric_' || m, 0, $3::uuid, c.times[1], c.steps[1], c.steps[{CHUNK}],
+       c.seqs[1], c.seqs[{CHUNK}], {CHUNK}, c.lo[1], c.lo[2], c.hi[1], c.hi[2], c.steps, c.times,
+       c.vals, c.seqs, array_fill(0, ARRAY[{CHUNK}])
+FROM generate_series(0, $1 - 1) m, generate_series(0, $2 - 1) r,
+LATERAL (
+    SELECT array_agg(g ORDER BY g) AS steps, array_agg(t ORDER BY g) AS times,
+           array_agg(v ORDER BY g) AS vals, array_agg(s ORDER BY g) AS seqs,
+           min(ARRAY[v, g::float8]) AS lo, max(ARRAY[v, g::float8]) AS hi
+    FROM (SELECT g, timestamptz '2026-01-01' + s * interval '1 millisecond' AS t,
+                 random() AS v, s
+          FROM generate_series($4::bigint * {CHUNK}, ($4::bigint + 1) * {CHUNK} - 1) g,
+               LATERAL (SELECT (g * $1 + m) * $2 + r AS s) seq) points
+) c
+"""
+_PARTITIONS = """
+SELECT metric_chunks_partition(m)
+FROM generate_series(timestamptz '2026-01-01', timestamptz '2026-01-01' + $1 * interval '1 ms',
+                     interval '1 month') m
 """
 _CURVE = "SELECT step, value FROM metrics WHERE run_id = $1 AND name = $2 ORDER BY step"
-_PK = "ALTER TABLE metrics ADD PRIMARY KEY (run_id, name, step, producer_id, seq, idx)"
 
 
 async def load(conn: asyncpg.Connection, rows: int) -> None:
-    """Fill `metrics` with `rows` generated rows, in chunks, then rebuild its key."""
-    await conn.execute("ALTER TABLE metrics DROP CONSTRAINT metrics_pkey")
+    """Fill `metric_chunks` with `rows` generated values (whole chunks), chunk k of every curve at
+    a time.
+    """
     producer = str(uuid.uuid4())
-    for start in range(0, rows, CHUNK):
-        end = min(start + CHUNK, rows)
+    chunks = rows // (RUNS * METRICS * CHUNK)
+    await conn.execute(_PARTITIONS, rows)
+    for part in range(chunks):
         began = time.perf_counter()
-        await conn.execute(_LOAD, start, end, RUNS, METRICS, producer, timeout=None)
-        print(f"  rows {start:,}..{end:,} in {time.perf_counter() - began:.0f}s", flush=True)
-    await conn.execute("SET maintenance_work_mem = '1GB'")
-    began = time.perf_counter()
-    await conn.execute(_PK, timeout=None)
-    print(f"  primary key built in {time.perf_counter() - began:.0f}s", flush=True)
-    await conn.execute("VACUUM ANALYZE metrics", timeout=None)
+        await conn.execute(_LOAD, METRICS, RUNS, producer, part, timeout=None)
+        print(f"  chunk {part + 1}/{chunks} of every curve in {time.perf_counter() - began:.0f}s")
+    await conn.execute("VACUUM ANALYZE metric_chunks", timeout=None)
 
 
 async def read_curve(conn: asyncpg.Connection, run_id: str, name: str) -> tuple[float, int]:
@@ -68,10 +81,11 @@ async def read_curve(conn: asyncpg.Connection, run_id: str, name: str) -> tuple[
 async def measure(conn: asyncpg.Connection, rows: int) -> None:
     """Print sizes, the plan and curve read latencies."""
     size = await conn.fetchval(
-        "SELECT pg_size_pretty(pg_table_size('metrics')) || ' table, ' || "
-        "pg_size_pretty(pg_indexes_size('metrics')) || ' index'"
+        "SELECT pg_size_pretty(sum(pg_table_size(inhrelid))) || ' table, ' || "
+        "pg_size_pretty(sum(pg_indexes_size(inhrelid))) || ' index' FROM pg_inherits "
+        "WHERE inhparent = 'metric_chunks'::regclass"
     )
-    print(f"metrics: {rows:,} rows, {size}")
+    print(f"metric_chunks: {rows:,} values, {size}")
     plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + _CURVE, "run-500", "metric_7")
     print("\n".join("  " + r[0] for r in plan))
     first, points = await read_curve(conn, "run-123", "metric_3")
