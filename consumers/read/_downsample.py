@@ -1,19 +1,21 @@
 """Long curves read at a point budget: each step bucket keeps its lowest and highest point.
 
-A curve of (run, metric, rank) is cut into `points // 2` equal step buckets between its first and
-last step; PostgreSQL returns, per bucket, the point of the lowest value and the point of the
-highest (one point when they are the same), so every spike survives however many values the
-bucket held, and at most `points` points travel per curve. The points are real ones: a value and
-the step it was logged at (of equal values, the lowest step for the minimum and the highest for
-the maximum). NaN is the highest value (PostgreSQL's order), so a NaN in a bucket shows as its
-maximum.
+A curve of (run, metric, rank) is cut into `points // 2` step buckets between its first and last
+step; PostgreSQL returns, per bucket, the point of the lowest value and the point of the highest
+(one point when they are the same), so every spike survives however many values the bucket held,
+and at most `points` points travel per curve. The points are real ones: a value and the step it
+was logged at (of equal values, the lowest step for the minimum and the highest for the maximum).
+NaN is the highest value (PostgreSQL's order), so a NaN in a bucket shows as its maximum.
 
-Chunks of stored values (`metric_chunks`) make it cheap: a chunk whose steps all fall in one
-bucket gives its stored extremes (`lo`, `hi` and their steps) without being opened, and only the
-chunks that straddle a bucket boundary are unnested, so a long curve reads a few values per bucket
-instead of all of them. `min`/`max` of `ARRAY[value, step]` compare the value first, so the
-bucket's extreme and its step come out of one hash aggregate, with no sort. (Steps travel as
-float8 inside that array: exact up to 2^53.)
+Buckets are made of chunks (`metric_chunks`), so that a long curve is read without opening most of
+them: a chunk whose step span is no wider than a bucket belongs whole to the bucket of its first
+step and gives its stored extremes (`lo`, `hi` and their steps) unopened; only a chunk wider than a
+bucket is unnested, each value to the bucket of its own step. A bucket's edges are thus those of
+equal step buckets moved to the chunk boundaries near them (by less than one chunk's span): its
+minimum and maximum are exact over the values it holds, and every value is in exactly one bucket.
+`min`/`max` of `ARRAY[value, step]` compare the value first, so the bucket's extreme and its step
+come out of one hash aggregate, with no sort. (Steps travel as float8 inside that array: exact up
+to 2^53.)
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ _BUCKETS = """
         SELECT m.run_id, m.name, {series} AS rank, c.lo AS first, c.hi - c.lo + 1 AS span, m.lo,
                m.lo_step, m.hi, m.hi_step, m.steps, m.vals,
                (m.step_lo - c.lo) * {buckets} / (c.hi - c.lo + 1) AS bucket,
-               (m.step_hi - c.lo) * {buckets} / (c.hi - c.lo + 1) AS last_bucket
+               CASE WHEN (m.step_hi - m.step_lo + 1) * {buckets} <= c.hi - c.lo + 1
+                    THEN (m.step_lo - c.lo) * {buckets} / (c.hi - c.lo + 1)
+                    ELSE (m.step_hi - c.lo) * {buckets} / (c.hi - c.lo + 1) END AS last_bucket
         FROM metric_chunks m JOIN curves c ON m.run_id = c.run_id AND m.name = c.name
         WHERE {rank}
     )

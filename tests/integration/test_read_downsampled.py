@@ -1,11 +1,11 @@
 """Downsampled curve reads keep each step bucket's min and max exactly (real PostgreSQL).
 
 Random curves (uneven step gaps, repeated steps, spikes, NaN, two ranks) are written straight into
-a database of the test's own, as chunks of random sizes (1 to 400 values: some lie inside one step
-bucket and are read by their stored extremes, others straddle buckets and are opened);
-`Client.metrics(points=…)` and `curve_points` (what `plot` reads) must return, per (run, metric,
-rank) curve, exactly SQL's min and max of every step bucket, as points that were stored, and no
-more than the budget.
+a database of the test's own, as chunks of random sizes (1 to 400 values: those no wider than a
+bucket are read by their stored extremes, wider ones are opened); `Client.metrics(points=…)` must
+return, per (run, metric, rank) curve, exactly each bucket's lowest and highest point as computed
+here from every stored value one by one, and no more than the budget; `curve_points` (what `plot`
+reads) only stored points.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import struct
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 
@@ -28,12 +27,11 @@ from tests.harness import Harness
 
 POINTS = 200
 CURVES = {"loss": 20_001, "grad_norm": 5_000, "lr": 150}  # values per rank
-_BUCKETS_SQL = """
-WITH span AS MATERIALIZED (
-    SELECT min(step) AS lo, max(step) AS hi FROM metrics WHERE run_id = $1 AND name = $2
-)
-SELECT rank, (step - lo) * $3 / (hi - lo + 1) AS bucket, min(value), max(value)
-FROM metrics, span WHERE run_id = $1 AND name = $2 GROUP BY rank, bucket
+BUCKETS = POINTS // 2
+_VALUES_SQL = """
+SELECT c.rank, c.step_lo, c.step_hi, v.step, v.value
+FROM metric_chunks c, unnest(c.steps, c.vals) AS v(step, value)
+WHERE c.run_id = $1 AND c.name = $2
 """
 
 
@@ -76,14 +74,32 @@ async def store(conn: asyncpg.Connection, run_id: str, rng: random.Random) -> No
     await conn.copy_records_to_table("metric_latest", records=latest, columns=columns)
 
 
-Buckets = dict[tuple[int, int], set[bytes]]
 Point = tuple[int, int, bytes]
 
 
-async def expected(conn: asyncpg.Connection, run_id: str, name: str) -> Buckets:
-    """SQL's (rank, bucket) -> {min, max} of one metric."""
-    rows = await conn.fetch(_BUCKETS_SQL, run_id, name, POINTS // 2)
-    return {(r["rank"], r["bucket"]): {bits(r["min"]), bits(r["max"])} for r in rows}
+def _order(point: tuple[float, int]) -> tuple[int, float, int]:
+    """`ARRAY[value, step]` in PostgreSQL's order: NaN above every number."""
+    value, step = point
+    return (1, 0.0, step) if math.isnan(value) else (0, value, step)
+
+
+async def expected(conn: asyncpg.Connection, run_id: str, name: str) -> set[Point]:
+    """Every bucket's lowest and highest point, from every stored value one by one: a chunk no
+    wider than a bucket is in the bucket of its first step, a wider one's values each in the
+    bucket of their own step (buckets: equal step spans over the curve's first to last step)."""
+    rows = await conn.fetch(_VALUES_SQL, run_id, name)
+    low, high = min(r["step"] for r in rows), max(r["step"] for r in rows)
+    span = high - low + 1
+    buckets: dict[tuple[int, int], list[tuple[float, int]]] = defaultdict(list)
+    for rank, first, last, step, value in rows:
+        narrow = (last - first + 1) * BUCKETS <= span
+        bucket = ((first if narrow else step) - low) * BUCKETS // span
+        buckets[rank, bucket].append((value, step))
+    points = set()
+    for (rank, _), members in buckets.items():
+        for value, step in (min(members, key=_order), max(members, key=_order)):
+            points.add((rank, step, bits(value)))
+    return points
 
 
 async def test_downsampled_reads_keep_every_buckets_min_and_max(harness: Harness) -> None:
@@ -97,8 +113,8 @@ async def test_downsampled_reads_keep_every_buckets_min_and_max(harness: Harness
             want = await expected(conn, run_id, name)
             stored = await _stored(conn, run_id, name)
             got = frame.filter(frame["name"] == name).rows(named=True)
-            assert _by_bucket(got, await _span(conn, run_id, name)) == want
-            assert {(p["rank"], p["step"], bits(p["value"])) for p in got} <= stored
+            assert {(p["rank"], p["step"], bits(p["value"])) for p in got} == want
+            assert want <= stored
             for rank in (0, 1):
                 assert len([p for p in got if p["rank"] == rank]) <= POINTS
             plotted = await curve_points(conn, run_id, name, None, POINTS)
@@ -107,23 +123,6 @@ async def test_downsampled_reads_keep_every_buckets_min_and_max(harness: Harness
         await conn.close()
 
 
-async def _span(conn: asyncpg.Connection, run_id: str, name: str) -> tuple[int, int]:
-    query = "SELECT min(step), max(step) FROM metrics WHERE run_id = $1 AND name = $2"
-    span = await conn.fetchrow(query, run_id, name)
-    assert span is not None
-    return span[0], span[1]
-
-
 async def _stored(conn: asyncpg.Connection, run_id: str, name: str) -> set[Point]:
     query = "SELECT rank, step, value FROM metrics WHERE run_id = $1 AND name = $2"
     return {(r["rank"], r["step"], bits(r["value"])) for r in await conn.fetch(query, run_id, name)}
-
-
-def _by_bucket(points: list[dict[str, Any]], span: tuple[int, int]) -> Buckets:
-    low, high = span
-    found: Buckets = defaultdict(set)
-    for p in points:
-        found[p["rank"], (p["step"] - low) * (POINTS // 2) // (high - low + 1)].add(
-            bits(p["value"])
-        )
-    return dict(found)
