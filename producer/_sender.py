@@ -211,8 +211,13 @@ class KafkaSender:
             await self._discard(producer)
 
     async def _discard(self, producer: AIOKafkaProducer) -> None:
-        with contextlib.suppress(KafkaError, OSError, TimeoutError):
+        try:
             await asyncio.wait_for(producer.stop(), _STOP_WAIT)
+        except (KafkaError, OSError, TimeoutError):
+            # A broker that does not answer keeps `stop()` waiting on the batches it holds:
+            # close the connections anyway, so that no socket outlives the producer.
+            with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                await asyncio.wait_for(producer.client.close(), _STOP_WAIT)
 
     async def stop(self) -> None:
         """Stop the producer within a bounded time. What it still holds stays in the spool (the
