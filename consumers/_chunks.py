@@ -20,7 +20,6 @@ since (retention), the insert fails as retriable and the next attempt creates it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -128,9 +127,13 @@ def _step_of(vals: list[float], steps: list[int], value: float, pick: Any) -> in
     return step
 
 
-def _order(pair: tuple[float, int]) -> tuple[int, float, int]:
-    value, step = pair
-    return (1, 0.0, step) if value != value else (0, value, step)  # noqa: PLR0124 (NaN)
+def _rank(value: float) -> tuple[int, float]:
+    """`value` in PostgreSQL's order of doubles: NaN above every number."""
+    return (1, 0.0) if value != value else (0, value)  # noqa: PLR0124 (NaN)
+
+
+def _order(pair: tuple[float, int]) -> tuple[tuple[int, float], int]:
+    return _rank(pair[0]), pair[1]
 
 
 @dataclass(slots=True)
@@ -219,9 +222,9 @@ def _merge(into: list[Any], other: list[Any]) -> None:
     if other[6] > into[6]:
         into[0], into[1], into[2], into[6] = other[0], other[1], other[2], other[6]
     into[3] += other[3]
-    if _order((other[4], 0))[:2] < _order((into[4], 0))[:2]:
+    if _rank(other[4]) < _rank(into[4]):
         into[4] = other[4]
-    if _order((other[5], 0))[:2] > _order((into[5], 0))[:2]:
+    if _rank(other[5]) > _rank(into[5]):
         into[5] = other[5]
 
 
@@ -276,16 +279,6 @@ class ChunkWriter:
             self._months.clear()
             raise DatabaseUnavailable(f"a month's partition went away: {exc}") from exc
         self._months |= months
-
-
-def metric_batch(events: Iterable[EventRecord]) -> MetricBatch:
-    """The metric values of `events` (other kinds are skipped)."""
-    batch = MetricBatch()
-    for event in events:
-        body = event.body
-        if type(body) is Metrics:
-            batch.add(event, body)
-    return batch
 
 
 def _month(at: datetime) -> datetime:
