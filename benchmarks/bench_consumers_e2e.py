@@ -236,6 +236,10 @@ def report(
         f"steady ingest after the first {_WARM_UP:.0f}s: {overall:,.0f} values/s "
         f"(slowest {_WINDOW:.0f}s stretch: {slowest:,.0f} values/s)"
     )
+    if args.timeline and seen.committed:
+        t0, marks = seen.committed[0][0], seen.committed[::10]
+        for (ta, na), (tb, nb) in itertools.pairwise(marks):
+            print(f"  {ta - t0:5.0f}s to {tb - t0:3.0f}s: {(nb - na) / (tb - ta):9,.0f} values/s")
     for name, samples in (("PostgreSQL", seen.database), ("/metrics", seen.exporter)):
         if samples:
             p50, p99 = percentile(samples, 0.5) * 1000, percentile(samples, 0.99) * 1000
@@ -248,6 +252,9 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=int, default=50_000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--persist", type=int, default=1)
+    parser.add_argument(
+        "--timeline", action="store_true", help="print the rate committed in each 10 s"
+    )
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--replication", type=int, choices=(1, 3), default=1)
     asyncio.run(main(parser.parse_args()))

@@ -20,12 +20,14 @@ since (retention), the insert fails as retriable and the next attempt creates it
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
+from runstream.consumers import _pgcopy as pg
 from runstream.consumers._database import Connection, DatabaseUnavailable
 from runstream.consumers._rows import Row, as_arrays
 from runstream.schemas import EventRecord, Metrics
@@ -69,15 +71,17 @@ SeriesKey = tuple[str, str, int, str]
 
 @dataclass(slots=True)
 class Series:
-    """Values of one series and session, in arrival order, as a chunk's columns."""
+    """Values of one series and session, in arrival order, as a chunk's columns (`times` in
+    microseconds since the Unix epoch, as events carry them).
+    """
 
     steps: list[int] = field(default_factory=list)
-    times: list[datetime] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)
     vals: list[float] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
     idxs: list[int] = field(default_factory=list)
 
-    def append(self, step: int, time: datetime, value: float, seq: int, idx: int) -> None:
+    def append(self, step: int, time: int, value: float, seq: int, idx: int) -> None:
         """Add one value."""
         self.steps.append(step)
         self.times.append(time)
@@ -152,7 +156,7 @@ class MetricBatch:
             return
         self._seen.add(identity)
         self._widen((run_id, producer_id), seq)
-        step, rank, time, series = body.step, event.rank, event.time, self.series
+        step, rank, time, series = body.step, event.rank, event.time_us, self.series
         for idx, (name, value) in enumerate(body.values):
             key = (run_id, name, rank, producer_id)
             found = series.get(key)
@@ -209,7 +213,8 @@ class MetricBatch:
             newest = series.newest()
             lo, _, hi, _ = series.extremes()
             order = (series.times[newest], series.seqs[newest], series.idxs[newest])
-            step, time, value = series.steps[newest], series.times[newest], series.vals[newest]
+            step, value = series.steps[newest], series.vals[newest]
+            time = _EPOCH + timedelta(microseconds=series.times[newest])
             summary = [step, time, value, len(series.vals), lo, hi, order]
             found = merged.setdefault((run_id, name, rank), summary)
             if found is not summary:
@@ -229,7 +234,9 @@ def _merge(into: list[Any], other: list[Any]) -> None:
 
 
 def chunk_row(key: SeriesKey, series: Series) -> Row:
-    """One chunk row of `series` (one series and session)."""
+    """One chunk row of `series` (one series and session); `time_lo` and `times` in microseconds
+    since the Unix epoch (`copy_chunks` writes them).
+    """
     run_id, name, rank, producer_id = key
     lo, lo_step, hi, hi_step = series.extremes()
     steps, seqs = series.steps, series.seqs
@@ -238,6 +245,39 @@ def chunk_row(key: SeriesKey, series: Series) -> Row:
         max(seqs), len(steps), lo, lo_step, hi, hi_step,
         steps, series.times, series.vals, seqs, series.idxs,
     )  # fmt: skip
+
+
+def _chunk_fields(row: Row, uuids: pg.UuidFields) -> list[bytes]:
+    (
+        run_id, name, rank, producer_id, time_lo, step_lo, step_hi, seq_lo, seq_hi, n,
+        lo, lo_step, hi, hi_step, steps, times, vals, seqs, idxs,
+    ) = row  # fmt: skip
+    int8, float8 = pg.int8, pg.float8
+    return [
+        pg.text(run_id), pg.text(name), pg.int4(rank), uuids(producer_id), pg.timestamptz(time_lo),
+        int8(step_lo), int8(step_hi), int8(seq_lo), int8(seq_hi), pg.int4(n),
+        float8(lo), int8(lo_step), float8(hi), int8(hi_step),
+        pg.array(pg.INT8, steps), pg.timestamps(times), pg.array(pg.FLOAT8, vals),
+        pg.array(pg.INT8, seqs), pg.array(pg.INT4, idxs),
+    ]  # fmt: skip
+
+
+def copy_data(rows: list[Row]) -> bytes:
+    """Chunk rows (`chunk_row`) as one binary COPY stream of `CHUNK_COLUMNS`."""
+    uuids = pg.UuidFields()
+    return pg.copy_data(len(CHUNK_COLUMNS), (_chunk_fields(row, uuids) for row in rows))
+
+
+async def copy_chunks(conn: Connection, rows: list[Row]) -> None:
+    """COPY chunk rows (`chunk_row`) into `metric_chunks` (their months' partitions must exist)."""
+    await conn.copy_to_table(
+        "metric_chunks", source=_once(copy_data(rows)), columns=CHUNK_COLUMNS, format="binary"
+    )
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    """`data` as asyncpg takes a COPY source (bytes alone it would take for a file's path)."""
+    yield data
 
 
 def mark_arrays(ranges: dict[Session, list[int]]) -> list[list[Any]]:
@@ -268,11 +308,11 @@ class ChunkWriter:
     async def write(self, conn: Connection, batch: MetricBatch) -> None:
         """COPY `batch` (new values only) into `metric_chunks`, creating the months it needs."""
         chunks = batch.chunk_rows()
-        months = {_month(chunk[4]) for chunk in chunks} - self._months
+        months = {month(chunk[4]) for chunk in chunks} - self._months
         if months:
             await conn.execute(_ENSURE_PARTITIONS, sorted(months))
         try:
-            await conn.copy_records_to_table("metric_chunks", records=chunks, columns=CHUNK_COLUMNS)
+            await copy_chunks(conn, chunks)
         except asyncpg.CheckViolationError as exc:
             if _NO_PARTITION not in str(exc):
                 raise
@@ -281,5 +321,10 @@ class ChunkWriter:
         self._months |= months
 
 
-def _month(at: datetime) -> datetime:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def month(micros: int) -> datetime:
+    """The first instant of the month (UTC) of `micros` since the Unix epoch."""
+    at = _EPOCH + timedelta(microseconds=micros)
     return at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)

@@ -98,6 +98,7 @@ async def delete(conn: Connection, plan: Removal) -> Removal:
     """Carry out `plan` in one transaction; return what was removed, counted by PostgreSQL."""
     removed: dict[str, int] = {}
     async with conn.transaction():
+        await conn.execute(_LOCK_RUNS, list(plan.runs))
         values = await conn.fetchval(_VALUES, list(plan.runs))
         for table in await run_tables(conn):
             status = await conn.execute(
@@ -112,6 +113,9 @@ async def delete(conn: Connection, plan: Removal) -> Removal:
     return Removal(runs=plan.runs, rows=removed, experiments=plan.experiments, values=values)
 
 
+_LOCK_RUNS = "SELECT 1 FROM runs WHERE run_id = ANY($1) ORDER BY run_id FOR UPDATE"
+"""Taken first: no persist batch or compaction of these runs is under way meanwhile (both lock
+the run first), and none starts until the deletion ends."""
 _VALUES = "SELECT coalesce(sum(n), 0)::bigint FROM metric_chunks WHERE run_id = ANY($1)"
 _EXPERIMENTS = (
     "SELECT name FROM experiments WHERE name = ANY($1) "

@@ -47,7 +47,7 @@ _SELECT_RANKS = f"SELECT {', '.join(RANK_COLUMNS)} FROM run_ranks WHERE run_id =
 _LOCK_RUNS = (
     f"SELECT {', '.join(RUN_COLUMNS)}, "
     "ARRAY(SELECT k FROM run_ranks k WHERE k.run_id = runs.run_id) AS ranks "
-    "FROM runs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE OF runs"
+    "FROM runs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR NO KEY UPDATE OF runs"
 )
 _LIVE_RUNS = _SELECT_RUNS + " WHERE status IN ('running', 'stalled', 'lost') ORDER BY run_id"
 _RECENT_RUNS = _SELECT_RUNS + (

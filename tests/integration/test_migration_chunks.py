@@ -29,6 +29,7 @@ from runstream.consumers._store import EventStore, create_staging_tables
 from runstream.deploy.local import StackEndpoints
 from runstream.schemas import default_codec, kinds
 from tests.harness import EventFactory, create_database, database_url, drop_database
+from tests.integration.test_storage import STATISTICS
 
 OTHER_TABLES = (
     "experiments", "runs", "run_ranks", "metric_latest", "text_metrics", "table_rows", "files",
@@ -104,7 +105,10 @@ async def test_migration_moves_every_value_into_chunks(old_database: str) -> Non
         before = await snapshot(conn)
         assert all(before.values()), before
 
-        assert await upgrade(DatabaseConfig(old_database)) == ["0005_metric_chunks"]
+        assert await upgrade(DatabaseConfig(old_database)) == [
+            "0005_metric_chunks",
+            "0006_chunk_upkeep",
+        ]
 
         assert spelled(await conn.fetch(METRICS)) == spelled(rows)
         assert await snapshot(conn) == before
@@ -125,6 +129,9 @@ async def test_migration_moves_every_value_into_chunks(old_database: str) -> Non
         assert [r[0] for r in await conn.fetch(months)] == [
             "metric_chunks_202610", "metric_chunks_202611"
         ]  # fmt: skip
+        targets = await conn.fetch(STATISTICS)  # made by 0005, given no statistics by 0006
+        assert {r["relname"] for r in targets} >= {"metric_chunks_202610", "metric_chunks_202611"}
+        assert {r["attstattarget"] for r in targets} == {0}
 
         await create_staging_tables(conn)
         again = EventFactory("mig-a", "mig", rank=0, world_size=2)

@@ -20,9 +20,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from runstream._config import DatabaseConfig
-from runstream.consumers._chunks import CHUNK_COLUMNS, Series, chunk_row
+from runstream.consumers._chunks import Series, chunk_row, copy_chunks
 from runstream.consumers.read import AsyncClient
 from runstream.consumers.read.queries import curve_points
+from runstream.schemas import micros
 from tests.harness import Harness
 
 POINTS = 200
@@ -62,14 +63,14 @@ async def store(conn: asyncpg.Connection, run_id: str, rng: random.Random) -> No
                 size = rng.randint(1, 400)
                 part = Series()
                 for row in rows[:size]:
-                    part.append(row[2], row[4], row[5], row[7], row[8])
+                    part.append(row[2], micros(row[4]), row[5], row[7], row[8])
                 chunks.append(chunk_row((run_id, name, rank, str(producer)), part))
                 rows = rows[size:]
             latest.append((run_id, name, rank, points[-1][0], t0, points[-1][1]))
     await conn.execute("INSERT INTO experiments (name) VALUES ('long')")
     await conn.execute("INSERT INTO runs (run_id, experiment) VALUES ($1, 'long')", run_id)
     await conn.execute("SELECT metric_chunks_partition($1)", t0)
-    await conn.copy_records_to_table("metric_chunks", records=chunks, columns=CHUNK_COLUMNS)
+    await copy_chunks(conn, chunks)
     columns = ["run_id", "name", "rank", "step", "time", "value"]
     await conn.copy_records_to_table("metric_latest", records=latest, columns=columns)
 

@@ -27,10 +27,18 @@ from prometheus_client import CollectorRegistry
 
 from runstream._config import DatabaseConfig, StorageConfig
 from runstream._local import WRITER_ROLE
-from runstream.consumers import upgrade
+from runstream.consumers import _maintenance, upgrade
+from runstream.consumers._chunks import CHUNK_VALUES
 from runstream.consumers._database import Database
+from runstream.consumers._deletion import delete, plan_run_deletion
 from runstream.consumers._maintenance import (
+    _COMPACT,
+    _COMPACTION_LOCKS,
+    _LOCK_RUN,
+    MERGED_SPAN,
+    SERIES_PER_STEP,
     SMALL_CHUNK,
+    Compacted,
     Maintenance,
     compact_run,
     expired_months,
@@ -123,8 +131,9 @@ async def chunk_sizes(conn: asyncpg.Connection, run_id: str) -> dict[tuple[str, 
 
 
 async def test_compaction_merges_small_chunks_and_changes_no_value(
-    conn: asyncpg.Connection,
+    conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(_maintenance, "SERIES_PER_STEP", 2)  # six series: four steps
     run_id = f"compact-{uuid.uuid4().hex[:8]}"
     batches = small_batches(run_id, random.Random(16), datetime.now(UTC))
     await write(conn, batches)
@@ -154,6 +163,65 @@ async def test_compaction_merges_small_chunks_and_changes_no_value(
     assert await compact_run(conn, run_id) == type(done)(run_id, 0, 0, 0)
 
 
+async def test_compaction_of_a_long_series_makes_full_chunks_in_log_order(
+    conn: asyncpg.Connection,
+) -> None:
+    """3,000 values of one series in 300 small chunks, with many equal values (extremes' steps
+    break ties): merged chunks hold at most `CHUNK_VALUES`, keep every value, log order and each
+    chunk's extremes as PostgreSQL orders them."""
+    run_id = f"compact-{uuid.uuid4().hex[:8]}"
+    rng, codec = random.Random(21), default_codec()
+    session = EventFactory(run_id, "storage")
+    at, batches, step = datetime.now(UTC), [], 0
+    while step < 3000:
+        batch = []
+        for _ in range(rng.randint(1, 19)):
+            value = rng.choice((0.0, 1.0, 2.0, -1.0, math.nan, math.inf))
+            time_us = int((at + timedelta(milliseconds=step)).timestamp() * 1e6)
+            data = session.event(kinds.METRICS, _body(step, {"loss": value}), time_us=time_us)
+            batch.append(codec.decode(data))
+            step += 1
+        batches.append(batch)
+    await write(conn, batches)
+    before = await stored(conn)
+
+    done = await compact_run(conn, run_id)
+
+    sizes = (await chunk_sizes(conn, run_id))[("loss", 0)]
+    assert done.merged == len(batches)
+    assert done.values == step
+    assert max(sizes) <= CHUNK_VALUES
+    assert sum(sizes) == step
+    assert len(sizes) <= step // MERGED_SPAN + 1, sizes
+    assert await stored(conn) == before
+    checks = """
+        SELECT bool_and(seqs = ARRAY(SELECT unnest(seqs) ORDER BY 1))
+           AND bool_and(ARRAY[lo, lo_step::float8] = (SELECT min(ARRAY[v, s::float8])
+                                                      FROM unnest(vals, steps) AS u(v, s)))
+           AND bool_and(ARRAY[hi, hi_step::float8] = (SELECT max(ARRAY[v, s::float8])
+                                                      FROM unnest(vals, steps) AS u(v, s)))
+        FROM metric_chunks WHERE run_id = $1
+    """
+    assert await conn.fetchval(checks, run_id)
+
+
+STATISTICS = r"""
+SELECT c.relname, a.attname, a.attstattarget FROM pg_class c
+JOIN pg_attribute a ON a.attrelid = c.oid
+WHERE (c.relname = 'metric_chunks' OR c.relname LIKE 'metric\_chunks\_2%')
+  AND a.attname IN ('steps', 'times', 'vals', 'seqs', 'idxs')
+"""
+
+
+async def test_value_arrays_carry_no_statistics(conn: asyncpg.Connection) -> None:
+    """ANALYZE must not open the value arrays (migration 0006), of the parent or of a partition
+    made since (`test_migration_chunks` checks those made before)."""
+    await conn.execute("SELECT metric_chunks_partition($1)", datetime(2031, 5, 2, tzinfo=UTC))
+    targets = await conn.fetch(STATISTICS)
+    assert {row["relname"] for row in targets} == {"metric_chunks", "metric_chunks_203105"}
+    assert [row["attstattarget"] for row in targets] == [0] * 10
+
+
 async def test_persist_writes_after_compaction_land_once(conn: asyncpg.Connection) -> None:
     """A batch that is half replay (already compacted) and half new, its new half delivered
     twice in it, stores only the new half, once."""
@@ -164,6 +232,70 @@ async def test_persist_writes_after_compaction_land_once(conn: asyncpg.Connectio
     await write(conn, [[*batches[50], *batches[60], *batches[60]], *batches[61:]])
     expected = await _reference(batches)
     assert await stored(conn) == expected
+
+
+@pytest.fixture
+async def merging(database: str) -> AsyncIterator[asyncpg.Connection]:
+    """A second connection, to hold a compaction open."""
+    connection = await asyncpg.connect(database)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def open_compaction(conn: asyncpg.Connection, run_id: str) -> Any:
+    """Compact `run_id` on `conn` up to, not including, the commit; the open transaction."""
+    held = conn.transaction()
+    await held.start()
+    assert await conn.fetchval(_LOCK_RUN, run_id, _COMPACTION_LOCKS)
+    row = await conn.fetchrow(_COMPACT, run_id, SMALL_CHUNK, MERGED_SPAN, SERIES_PER_STEP)
+    assert row is not None
+    assert row["merged"] > 0
+    return held
+
+
+async def test_persist_does_not_wait_for_a_compaction_of_its_run(
+    conn: asyncpg.Connection, merging: asyncpg.Connection, database: str
+) -> None:
+    """While a compaction of the run is merged but not committed, persist writes the run (a batch
+    half replay of merged values, half new) without waiting, a second compaction of the run skips
+    it, and once the merge commits every value is stored once."""
+    run_id = f"compact-{uuid.uuid4().hex[:8]}"
+    batches = small_batches(run_id, random.Random(19), datetime.now(UTC))
+    await write(conn, batches[:60])
+    held = await open_compaction(merging, run_id)
+    try:
+        rest = [[*batches[50], *batches[60]], *batches[61:]]
+        await asyncio.wait_for(write(conn, rest), 20)
+        second = await asyncpg.connect(database)
+        try:
+            skipped = await asyncio.wait_for(compact_run(second, run_id), 20)
+            assert skipped == Compacted(run_id, 0, 0, 0)
+        finally:
+            await second.close()
+    finally:
+        await held.commit()
+    assert await stored(conn) == await _reference(batches)
+
+
+async def test_deleting_a_run_waits_for_its_compaction_and_leaves_no_chunk(
+    conn: asyncpg.Connection, merging: asyncpg.Connection
+) -> None:
+    run_id = f"compact-{uuid.uuid4().hex[:8]}"
+    await write(conn, small_batches(run_id, random.Random(20), datetime.now(UTC)))
+    plan = await plan_run_deletion(conn, [run_id], force=True)
+    held = await open_compaction(merging, run_id)
+    deleting = asyncio.create_task(delete(conn, plan))
+    try:
+        await asyncio.sleep(1)
+        assert not deleting.done()
+    finally:
+        await held.commit()
+    removed = await asyncio.wait_for(deleting, 20)
+    assert removed.rows["runs"] == 1
+    left = "SELECT count(*) FROM metric_chunks WHERE run_id = $1"
+    assert await conn.fetchval(left, run_id) == 0
 
 
 async def _reference(batches: Sequence[Sequence[EventRecord]]) -> Counter[tuple[Any, ...]]:

@@ -15,6 +15,7 @@ from runstream.schemas import event_record, kinds
 
 PID = str(uuid.uuid4())
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T0_US = int(T0.timestamp() * 1_000_000)
 
 
 def batch_of(*events: tuple[int, int, dict[str, float], int]) -> MetricBatch:
@@ -41,7 +42,14 @@ def test_values_of_one_series_and_session_become_one_chunk_with_their_identity()
     a = chunks["a"]
     assert (a["run_id"], a["rank"], a["producer_id"], a["n"]) == ("r1", 0, PID, 2)
     assert (a["steps"], a["vals"], a["seqs"], a["idxs"]) == ([3, 4], [1.0, 0.5], [7, 8], [0, 0])
-    assert (a["time_lo"], a["step_lo"], a["step_hi"], a["seq_lo"], a["seq_hi"]) == (T0, 3, 4, 7, 8)
+    assert (a["time_lo"], a["step_lo"], a["step_hi"], a["seq_lo"], a["seq_hi"]) == (
+        T0_US,
+        3,
+        4,
+        7,
+        8,
+    )
+    assert a["times"] == [T0_US, T0_US + 1_000_000]
     assert (chunks["b"]["idxs"], chunks["b"]["seqs"]) == ([1], [7])
     assert batch.count() == 3
     assert batch.ranges == {("r1", PID): [7, 8]}
@@ -65,7 +73,7 @@ def test_values_already_stored_are_left_out() -> None:
 
 def extremes(values: list[float], steps: list[int]) -> tuple[float, int, float, int]:
     n = len(values)
-    return Series(steps, [T0] * n, values, list(range(n)), [0] * n).extremes()
+    return Series(steps, [T0_US] * n, values, list(range(n)), [0] * n).extremes()
 
 
 def test_extremes_follow_postgresql_order_of_value_then_step() -> None:
@@ -113,7 +121,7 @@ def test_a_repeated_name_in_one_event_keeps_the_higher_index() -> None:
 def test_two_sessions_of_one_series_fold_into_one_summary() -> None:
     first = batch_of((1, 1, {"x": 5.0}, 3))
     other = str(uuid.uuid4())
-    second = Series([2], [T0 + timedelta(seconds=1)], [math.nan], [1], [0])
+    second = Series([2], [T0_US + 1_000_000], [math.nan], [1], [0])
     first.series[("r1", "x", 0, other)] = second
     (_run, _name, _rank, step, _time, value, count, low, high) = first.latest()[0]
     assert (step, value, count, low) == (1, 5.0, 2, 5.0)
