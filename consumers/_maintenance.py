@@ -124,8 +124,8 @@ class ExpiredMonth:
 
 async def compact_run(conn: Connection, run_id: str, *, rest: float = 0.0) -> Compacted:
     """Merge the run's small chunks, per series and session, `SERIES_PER_STEP` series per
-    transaction, resting `rest` times as long as each step took before the next (nothing when the
-    run is gone or another compaction of it is under way).
+    transaction, resting `rest` times as long as each step that merged took (nothing when the run
+    is gone or another compaction of it is under way).
     """
     merged = written = values = 0
     while True:
@@ -135,20 +135,18 @@ async def compact_run(conn: Connection, run_id: str, *, rest: float = 0.0) -> Co
                 break
             row = await conn.fetchrow(_COMPACT, run_id, SMALL_CHUNK, MERGED_SPAN, SERIES_PER_STEP)
         assert row is not None
-        merged, written, values = (
-            merged + row["merged"],
-            written + row["written"],
-            values + row["values"],
-        )
+        merged += row["merged"]
+        written += row["written"]
+        values += row["values"]
+        if rest and row["merged"]:
+            await asyncio.sleep(rest * (time.perf_counter() - started))
         if row["series"] < SERIES_PER_STEP:
             break
-        if rest:
-            await asyncio.sleep(rest * (time.perf_counter() - started))
     return Compacted(run_id, merged, written, values)
 
 
 async def compact_all(conn: Connection) -> list[Compacted]:
-    """Compact every run that has small chunks (one transaction per run)."""
+    """Compact every run that has small chunks, one after another, without rests."""
     runs = [r["run_id"] for r in await conn.fetch(_RUNS_WITH_SMALL_CHUNKS, SMALL_CHUNK)]
     return [await compact_run(conn, run_id) for run_id in runs]
 
@@ -250,11 +248,11 @@ class Maintenance:
                     self._pending.update(runs[index:])
                     raise
                 self.compacted.inc(done.merged)
+                took = time.perf_counter() - started
                 if done.merged:
                     log.info(
-                        "compacted %s: %d chunks into %d (%d values) in %.2fs",
-                        run_id, done.merged, done.written, done.values,
-                        time.perf_counter() - started,
+                        "compacted %s: %d chunks into %d (%d values) in %.2fs, rests included",
+                        run_id, done.merged, done.written, done.values, took,
                     )  # fmt: skip
             if self._config.retention is not None:
                 expired = await expired_months(conn, self._config.retention, now)
