@@ -23,6 +23,7 @@ _METRICS_BRANCH = BODY_KINDS.index(METRICS)
 _DOUBLE = struct.Struct("<d").unpack_from
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 _CACHE_MAX = 10_000
+_SHAPES_MAX = 256
 _CACHED_BYTES = 1024  # longer strings break the rules anyway (names are ≤ 250 characters)
 
 
@@ -59,12 +60,33 @@ def _bytes(data: bytes, pos: int) -> tuple[bytes, int]:
     return data[pos:end], end
 
 
+class _Shape:
+    """The layout of a values array seen before: one block of the same names in the same order
+    (each under 64 bytes), so only the doubles between them differ. One `struct` call reads the
+    names' length bytes, names and values; the event takes the shape's path only when every
+    length byte and name read equals the shape's.
+    """
+
+    __slots__ = ("lengths", "names", "raws", "size", "unpack")
+
+    def __init__(self, names: list[str]) -> None:
+        raws = [name.encode() for name in names]
+        layout = struct.Struct("<" + "".join(f"B{len(raw)}sd" for raw in raws))
+        self.unpack = layout.unpack_from
+        self.size = layout.size
+        self.lengths = tuple(2 * len(raw) for raw in raws)
+        self.raws = tuple(raws)
+        self.names = names
+
+
 class MetricsReader:
-    """Decodes Metrics events of the current schema; remembers recent strings and producer ids."""
+    """Decodes Metrics events of the current schema; remembers recent strings, producer ids and
+    shapes of values arrays."""
 
     def __init__(self) -> None:
         self._strings: dict[bytes, str] = {}
         self._uuids: dict[bytes, str] = {}
+        self._shapes: dict[bytes, _Shape] = {}
 
     def _string(self, data: bytes, pos: int) -> tuple[str, int]:
         raw, end = _bytes(data, pos)
@@ -119,6 +141,28 @@ class MetricsReader:
         )  # fmt: skip
 
     def _values(self, data: bytes, pos: int) -> tuple[list[MetricValue], int]:
+        """The array of (name, value) records at `pos`: by a shape seen before when its names
+        are all there, else block by block (and its shape remembered)."""
+        head = data[pos]
+        if not 0 < head < 0x80 or head & 1 or data[pos + 1] >= 0x80:
+            return self._blocks(data, pos)  # not one block of up to 63 values, first name short
+        key = data[pos : pos + 2 + (data[pos + 1] >> 1)]  # count, first name's length and bytes
+        shape = self._shapes.get(key)
+        if shape is not None:
+            end = pos + 1 + shape.size
+            if end < len(data) and data[end] == 0:
+                fields = shape.unpack(data, pos + 1)
+                if fields[0::3] == shape.lengths and fields[1::3] == shape.raws:
+                    return list(zip(shape.names, fields[2::3], strict=True)), end + 1
+        values, end = self._blocks(data, pos)
+        names = [name for name, _ in values]
+        if len(names) == head >> 1 and all(len(name.encode()) < 64 for name in names):
+            if len(self._shapes) >= _SHAPES_MAX:
+                self._shapes.clear()
+            self._shapes[key] = _Shape(names)
+        return values, end
+
+    def _blocks(self, data: bytes, pos: int) -> tuple[list[MetricValue], int]:
         """The array of (name, value) records at `pos`, read block by block."""
         values: list[MetricValue] = []
         strings, unpack, size_all = self._strings, _DOUBLE, len(data)

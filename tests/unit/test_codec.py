@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import random
 import uuid
 from datetime import UTC, datetime
@@ -330,6 +331,37 @@ def test_fast_metrics_reader_agrees_with_fastavro() -> None:
         assert not isinstance(expected, Exception), (data.hex(), expected)
         assert repr(fast) == repr(expected)  # repr: NaN values compare unequal
     assert accepted > 3000  # every unmutated message, and mutations that stay well-formed
+
+
+def test_fast_metrics_reader_reads_repeated_shapes_only_when_every_name_is_there() -> None:
+    """Events repeating a few arrays of names (what a training loop sends), some with one byte
+    changed or a name swapped for another of the same length: the reader's remembered shapes give
+    exactly fastavro's record, never one of a shape the event does not have."""
+    rng = random.Random(12)
+    shapes = [["loss", "acc", "lr"], ["loss", "acd", "lr"], ["loss", "é", "x" * 63], ["loss"]]
+    reader, by_shape = MetricsReader(), 0
+    for n in range(4000):
+        names = rng.choice(shapes)
+        values = [{"name": name, "value": rng.choice([rng.random(), math.nan])} for name in names]
+        data = default_codec().encode(make_event(kinds.METRICS, {"step": n, "values": values}))
+        if n % 3 == 0:
+            cut = rng.randrange(len(data) - 40, len(data))
+            data = data[:cut] + rng.randbytes(1) + data[cut + 1 :]
+        expected = _fastavro_reads(data)
+        fast = reader.read(data, HEADER_SIZE)
+        if fast is None:
+            continue
+        by_shape += n % 3 != 0
+        assert not isinstance(expected, Exception), (data.hex(), expected)
+        assert repr(fast) == repr(expected)
+    assert by_shape > 2600
+    for names in shapes:  # the last of each shape seen now needs no block-by-block read
+        values = [{"name": name, "value": 0.5} for name in names]
+        data = default_codec().encode(make_event(kinds.METRICS, {"step": 1, "values": values}))
+        assert reader.read(data, HEADER_SIZE) is not None
+        blocks, reader._blocks = reader._blocks, None  # type: ignore[assignment,method-assign]
+        assert repr(reader.read(data, HEADER_SIZE)) == repr(_fastavro_reads(data))
+        reader._blocks = blocks  # type: ignore[method-assign]
 
 
 def test_fast_metrics_reader_reads_blocks_with_sizes() -> None:
