@@ -60,12 +60,14 @@ def _serve(
         ServiceMisconfigured,
         run_until_signalled,
     )
+    from runstream.consumers._gc import settle_collector  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     endpoint = MetricsEndpoint(registry, Address.parse(address, variable), extra=extra)
     log.info("serving /metrics on http://%s:%d", endpoint.host, endpoint.port)
     if address_file is not None:
         write_address(address_file, endpoint.host, endpoint.port)
+    settle_collector()
     try:
         asyncio.run(run_until_signalled(service, Settings().shutdown_timeout))
     except ServiceMisconfigured as exc:

@@ -81,7 +81,8 @@ class _Shape:
 
 class MetricsReader:
     """Decodes Metrics events of the current schema; remembers recent strings, producer ids and
-    shapes of values arrays."""
+    shapes of values arrays.
+    """
 
     def __init__(self) -> None:
         self._strings: dict[bytes, str] = {}
@@ -142,7 +143,8 @@ class MetricsReader:
 
     def _values(self, data: bytes, pos: int) -> tuple[list[MetricValue], int]:
         """The array of (name, value) records at `pos`: by a shape seen before when its names
-        are all there, else block by block (and its shape remembered)."""
+        are all there, else block by block (and its shape remembered).
+        """
         head = data[pos]
         if not 0 < head < 0x80 or head & 1 or data[pos + 1] >= 0x80:
             return self._blocks(data, pos)  # not one block of up to 63 values, first name short
