@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -30,7 +30,7 @@ import asyncpg
 from runstream.consumers import _pgcopy as pg
 from runstream.consumers._database import Connection, DatabaseUnavailable
 from runstream.consumers._rows import Row, as_arrays
-from runstream.schemas import EventRecord, Metrics
+from runstream.schemas import EventRecord, Metrics, moment
 
 CHUNK_VALUES = 1000
 """Most values in one chunk row (persist's chunks hold one batch's values of a series)."""
@@ -214,7 +214,7 @@ class MetricBatch:
             lo, _, hi, _ = series.extremes()
             order = (series.times[newest], series.seqs[newest], series.idxs[newest])
             step, value = series.steps[newest], series.vals[newest]
-            time = _EPOCH + timedelta(microseconds=series.times[newest])
+            time = moment(series.times[newest])
             summary = [step, time, value, len(series.vals), lo, hi, order]
             found = merged.setdefault((run_id, name, rank), summary)
             if found is not summary:
@@ -247,31 +247,31 @@ def chunk_row(key: SeriesKey, series: Series) -> Row:
     )  # fmt: skip
 
 
-def _chunk_fields(row: Row, uuids: pg.UuidFields) -> list[bytes]:
+def _chunk_fields(row: Row) -> list[bytes]:
     (
         run_id, name, rank, producer_id, time_lo, step_lo, step_hi, seq_lo, seq_hi, n,
         lo, lo_step, hi, hi_step, steps, times, vals, seqs, idxs,
     ) = row  # fmt: skip
     int8, float8 = pg.int8, pg.float8
     return [
-        pg.text(run_id), pg.text(name), pg.int4(rank), uuids(producer_id), pg.timestamptz(time_lo),
-        int8(step_lo), int8(step_hi), int8(seq_lo), int8(seq_hi), pg.int4(n),
+        pg.text(run_id), pg.text(name), pg.int4(rank), pg.uuid_field(producer_id),
+        pg.timestamptz(time_lo), int8(step_lo), int8(step_hi), int8(seq_lo), int8(seq_hi),
+        pg.int4(n),
         float8(lo), int8(lo_step), float8(hi), int8(hi_step),
         pg.array(pg.INT8, steps), pg.timestamps(times), pg.array(pg.FLOAT8, vals),
         pg.array(pg.INT8, seqs), pg.array(pg.INT4, idxs),
     ]  # fmt: skip
 
 
-def copy_data(rows: list[Row]) -> bytes:
+def _copy_stream(rows: list[Row]) -> bytes:
     """Chunk rows (`chunk_row`) as one binary COPY stream of `CHUNK_COLUMNS`."""
-    uuids = pg.UuidFields()
-    return pg.copy_data(len(CHUNK_COLUMNS), (_chunk_fields(row, uuids) for row in rows))
+    return pg.copy_data(len(CHUNK_COLUMNS), map(_chunk_fields, rows))
 
 
 async def copy_chunks(conn: Connection, rows: list[Row]) -> None:
     """COPY chunk rows (`chunk_row`) into `metric_chunks` (their months' partitions must exist)."""
     await conn.copy_to_table(
-        "metric_chunks", source=_once(copy_data(rows)), columns=CHUNK_COLUMNS, format="binary"
+        "metric_chunks", source=_once(_copy_stream(rows)), columns=CHUNK_COLUMNS, format="binary"
     )
 
 
@@ -321,10 +321,6 @@ class ChunkWriter:
         self._months |= months
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def month(micros: int) -> datetime:
     """The first instant of the month (UTC) of `micros` since the Unix epoch."""
-    at = _EPOCH + timedelta(microseconds=micros)
-    return at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return moment(micros).replace(day=1, hour=0, minute=0, second=0, microsecond=0)

@@ -13,6 +13,7 @@ bound (1), then each element with its length. Timestamps are microseconds since 
 
 from __future__ import annotations
 
+import functools
 import struct
 import uuid
 from collections.abc import Iterable, Sequence
@@ -79,19 +80,10 @@ def timestamps(micros: Sequence[int]) -> bytes:
     return array(TIMESTAMPTZ, [t - PG_EPOCH_US for t in micros])
 
 
-class UuidFields:
-    """uuid fields from their text, each text parsed once."""
-
-    def __init__(self) -> None:
-        self._known: dict[str, bytes] = {}
-
-    def __call__(self, value: str) -> bytes:
-        found = self._known.get(value)
-        if found is None:
-            if len(self._known) >= 10_000:
-                self._known.clear()
-            found = self._known[value] = _LENGTH(16) + uuid.UUID(value).bytes
-        return found
+@functools.lru_cache(maxsize=4096)
+def uuid_field(value: str) -> bytes:
+    """A uuid field from its text (producer sessions repeat: each parsed once while recent)."""
+    return _LENGTH(16) + uuid.UUID(value).bytes
 
 
 def copy_data(field_count: int, rows: Iterable[Iterable[bytes]]) -> bytes:

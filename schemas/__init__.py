@@ -27,7 +27,7 @@ from runstream.schemas._codec import (
     released_schema_files,
     schema_fingerprint,
 )
-from runstream.schemas._record import EventRecord, event_record, micros
+from runstream.schemas._record import EventRecord, event_record, micros, moment
 from runstream.schemas._rules import (
     EVENT_LIMITS,
     EVENT_MAX,
@@ -88,6 +88,7 @@ __all__ = [
     "event_record",
     "kinds",
     "micros",
+    "moment",
     "released_schema_files",
     "schema_fingerprint",
 ]

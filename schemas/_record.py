@@ -28,6 +28,11 @@ def micros(moment: datetime.datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
+def moment(micros: int) -> datetime.datetime:
+    """The UTC time `micros` microseconds after the epoch: `micros`'s inverse."""
+    return _EPOCH + datetime.timedelta(microseconds=micros)
+
+
 @dataclass(slots=True)
 class EventRecord:
     """One event: its envelope and its typed body (`kind`: the body's record name). Not changed
@@ -52,7 +57,7 @@ class EventRecord:
     @property
     def time(self) -> datetime.datetime:
         """When the producer made the event (UTC), as the database stores it."""
-        return _EPOCH + datetime.timedelta(microseconds=self.time_us)
+        return moment(self.time_us)
 
     def avro(self) -> dict[str, Any]:
         """The record as the Avro writer takes it (`time` in microseconds, body as a pair)."""

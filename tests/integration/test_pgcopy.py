@@ -10,7 +10,7 @@ import math
 import random
 import struct
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -23,7 +23,7 @@ from runstream.consumers._chunks import (
     copy_chunks,
     month,
 )
-from runstream.schemas import micros
+from runstream.schemas import micros, moment
 from tests.harness import Harness
 
 EDGES = [
@@ -77,11 +77,10 @@ async def test_chunks_copied_in_binary_read_back_exactly(harness: Harness) -> No
     finally:
         await conn.close()
     assert len(stored) == len(rows)
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
     for want, got in zip(sorted(rows, key=lambda r: (r[2], r[9])), stored, strict=True):
         given = dict(zip(CHUNK_COLUMNS, want, strict=True))
-        given["time_lo"] = epoch + timedelta(microseconds=given["time_lo"])
-        given["times"] = [epoch + timedelta(microseconds=t) for t in given["times"]]
+        given["time_lo"] = moment(given["time_lo"])
+        given["times"] = [moment(t) for t in given["times"]]
         read = dict(got)
         read["producer_id"] = str(read["producer_id"])
         assert {k: exact(v) for k, v in read.items()} == {k: exact(v) for k, v in given.items()}
